@@ -1,0 +1,1 @@
+"""Example functions. Deploy your own next to them; `_HANDLER=handlers.<module>.<function>`."""

@@ -1,0 +1,69 @@
+"""Events in, results out, exactly as AWS's Python runtime marshals them for plain handlers.
+
+Plain handlers get `json.loads` of the body (or the raw bytes when the content type is not JSON, as awslambdaric
+does) and their result is JSON-encoded; `bytes` results pass through as `application/unknown`.
+Imports: stdlib, `runtime.errors`.
+"""
+
+from __future__ import annotations
+
+import decimal
+import json
+import math
+import re
+import secrets
+from typing import Any
+
+from runtime.errors import MarshalError, UnmarshalError
+
+JSON = "application/json"
+BINARY = "application/unknown"
+
+
+def is_json(content_type: str | None) -> bool:
+    """Lambda always sends `application/json` for JSON events; a missing header means JSON too."""
+    return content_type is None or content_type.split(";", 1)[0].strip().lower() == JSON
+
+
+def decode_event(body: bytes, content_type: str | None) -> Any:
+    if not is_json(content_type):
+        return body
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise UnmarshalError(f"Unable to unmarshal input: {exc}") from None
+
+
+# The stdlib encoder cannot print a Decimal verbatim, so it is written as a quoted, token-fenced string and the
+# quotes and fences are removed afterwards. The token is random per process: event data cannot forge it.
+_DECIMAL_FENCE = secrets.token_hex(8)
+_DECIMAL_STRING = re.compile(f'"{_DECIMAL_FENCE}([-+0-9.eE]+){_DECIMAL_FENCE}"')
+
+
+def _default(obj: object) -> object:
+    # awslambdaric writes Decimals as raw JSON numbers (DynamoDB hands them out); NaN becomes NaN.
+    if isinstance(obj, decimal.Decimal):
+        if obj.is_nan():
+            return math.nan
+        if obj.is_infinite():
+            return float(obj)
+        return f"{_DECIMAL_FENCE}{obj}{_DECIMAL_FENCE}"
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=True, default=_default)
+
+
+def encode_result(result: Any) -> tuple[bytes, str]:
+    if isinstance(result, bytes | bytearray | memoryview):
+        return bytes(result), BINARY
+    try:
+        text = _encoder.encode(result)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise MarshalError(f"Unable to marshal response: {exc}") from None
+    if _DECIMAL_FENCE in text:
+        text = _DECIMAL_STRING.sub(r"\1", text)
+    try:
+        return text.encode("utf-8"), JSON
+    except UnicodeEncodeError:  # lone surrogates: escape them as awslambdaric's ASCII output does
+        return text.encode("utf-8", "backslashreplace"), JSON

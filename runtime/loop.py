@@ -1,0 +1,104 @@
+"""The invocation loop: `/next` → dispatch → post → `after_each` (the telemetry flush) → `/next`.
+
+It knows only the client, the dispatch function and the after-each hook. Bad events and bad handlers never stop
+it (dispatch turns them into `Failure`s); a broken Runtime API does: `RuntimeApiError` propagates and the process
+exits, because the platform then replaces the environment. Imports: stdlib, `runtime.*`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, MutableMapping
+
+from runtime.api_client import PostOutcome, PostResult, RuntimeApiClient
+from runtime.dispatch import Failure, Next, Outcome, Success
+from runtime.errors import ResponseSizeTooLarge, report_from
+from runtime.model import ErrorReport, Invocation
+
+AfterEach = Callable[[Invocation, Outcome], None]
+TRACE_ENV = "_X_AMZN_TRACE_ID"
+MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 100
+_ERROR_MESSAGE_CAP = 256 * 1024
+
+log = logging.getLogger("flightrec.runtime")
+
+
+def _no_op(invocation: Invocation, outcome: Outcome) -> None:
+    del invocation, outcome
+
+
+def _warn_rejected(what: str, invocation: Invocation, outcome: PostOutcome) -> None:
+    log.error(
+        "the Runtime API rejected the %s for request %s with HTTP %d: %s; moving on to the next invocation",
+        what, invocation.request_id, outcome.status, outcome.body[:300].decode("utf-8", "replace"),
+    )
+
+
+def _post_error(client: RuntimeApiClient, invocation: Invocation, report: ErrorReport) -> None:
+    outcome = client.post_error(report)
+    if outcome.result is PostResult.TOO_LARGE:
+        # A gigantic message or stack: send the type and the start of the message, which always fits.
+        report = ErrorReport(
+            error_type=report.error_type,
+            error_message=report.error_message[:_ERROR_MESSAGE_CAP],
+            stack_trace=[],
+            request_id=report.request_id,
+            header_type=report.header_type,
+        )
+        outcome = client.post_error(report)
+    if outcome.result is not PostResult.ACCEPTED:
+        _warn_rejected("error", invocation, outcome)
+
+
+def answer(client: RuntimeApiClient, invocation: Invocation, outcome: Outcome) -> Outcome:
+    """Post the outcome; returns what was finally reported (a 413 turns a success into a failure)."""
+    if isinstance(outcome, Success):
+        posted = client.post_response(invocation.request_id, outcome.body, outcome.content_type)
+        if posted.result is PostResult.ACCEPTED:
+            return outcome
+        if posted.result is PostResult.REJECTED:
+            _warn_rejected("response", invocation, posted)
+            return outcome
+        fault = ResponseSizeTooLarge(
+            f"Response payload size ({len(outcome.body)} bytes) exceeded maximum allowed payload size "
+            f"({MAX_RESPONSE_BYTES} bytes)."
+        )
+        outcome = Failure(report_from(fault, invocation.request_id))
+    _post_error(client, invocation, outcome.report)
+    return outcome
+
+
+def run(
+    client: RuntimeApiClient,
+    dispatch: Next,
+    after_each: AfterEach = _no_op,
+    environ: MutableMapping[str, str] | None = None,
+) -> int:
+    """Serve invocations until a handler exits the process; returns that exit code.
+
+    `environ` receives `_X_AMZN_TRACE_ID` (the platform contract for X-Ray SDKs); pass `None` to leave the
+    process environment alone, as concurrent mode must.
+    """
+    while True:
+        invocation = client.next()
+        if not invocation.request_id:
+            log.error(
+                "the Runtime API sent an invocation without a Lambda-Runtime-Aws-Request-Id header "
+                "(%d bytes of event); it cannot be answered and is skipped", len(invocation.body),
+            )
+            continue
+        if environ is not None:
+            if invocation.trace_id:
+                environ[TRACE_ENV] = invocation.trace_id
+            else:
+                environ.pop(TRACE_ENV, None)
+        outcome = answer(client, invocation, dispatch(invocation))
+        after_each(invocation, outcome)
+        if isinstance(outcome, Failure) and outcome.exit_code is not None:
+            return outcome.exit_code
+
+
+def process_environ() -> MutableMapping[str, str]:
+    """The process environment, for the single-concurrency trace-id contract (named so the write is visible)."""
+    return os.environ

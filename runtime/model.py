@@ -1,0 +1,91 @@
+"""Wire-level value objects: what one `/next` answer carries, and what an error report says.
+
+Pure data with no I/O, so every other module (and telemetry) can depend on it. Stdlib only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# Header names as the Runtime API spells them (lower-cased: HTTP header names are case-insensitive).
+H_REQUEST_ID = "lambda-runtime-aws-request-id"
+H_DEADLINE_MS = "lambda-runtime-deadline-ms"
+H_FUNCTION_ARN = "lambda-runtime-invoked-function-arn"
+H_TRACE_ID = "lambda-runtime-trace-id"
+H_CLIENT_CONTEXT = "lambda-runtime-client-context"
+H_COGNITO_IDENTITY = "lambda-runtime-cognito-identity"
+H_TENANT_ID = "lambda-runtime-aws-tenant-id"
+H_CONTENT_TYPE = "content-type"
+
+ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
+XRAY_CAUSE_HEADER = "Lambda-Runtime-Function-XRay-Error-Cause"
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """One event as `/next` delivered it. Header values are kept raw; parsing them is the context's job,
+    so that a malformed header becomes an error for this request instead of a crash of the loop."""
+
+    request_id: str
+    body: bytes
+    deadline_ms: int | None = None
+    invoked_function_arn: str | None = None
+    trace_id: str | None = None
+    client_context: str | None = None
+    cognito_identity: str | None = None
+    tenant_id: str | None = None
+    content_type: str | None = None
+    malformed_headers: tuple[str, ...] = ()
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str], body: bytes) -> Invocation:
+        """Build from lower-cased header names; a missing header is `None`, never an exception."""
+        malformed: list[str] = []
+        deadline: int | None = None
+        raw_deadline = headers.get(H_DEADLINE_MS)
+        if raw_deadline is not None:
+            try:
+                deadline = int(raw_deadline.strip())
+            except ValueError:
+                malformed.append(H_DEADLINE_MS)
+        return cls(
+            request_id=headers.get(H_REQUEST_ID, "").strip(),
+            body=body,
+            deadline_ms=deadline,
+            invoked_function_arn=headers.get(H_FUNCTION_ARN) or None,
+            trace_id=headers.get(H_TRACE_ID) or None,
+            client_context=headers.get(H_CLIENT_CONTEXT) or None,
+            cognito_identity=headers.get(H_COGNITO_IDENTITY) or None,
+            tenant_id=headers.get(H_TENANT_ID) or None,
+            content_type=headers.get(H_CONTENT_TYPE) or None,
+            malformed_headers=tuple(malformed),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReport:
+    """An error in the shape awslambdaric posts, plus the two headers that travel with it.
+
+    `error_type` is the body's `errorType` (a bare class name for user exceptions, as awslambdaric sends it);
+    `header_type` is the validated `Runtime.X`/`Function.X` value for the error-type header.
+    """
+
+    error_type: str
+    error_message: str
+    stack_trace: list[str] = field(default_factory=list)
+    request_id: str = ""
+    header_type: str = "Runtime.Unknown"
+    xray_cause: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "errorMessage": self.error_message,
+            "errorType": self.error_type,
+            "requestId": self.request_id,
+            "stackTrace": self.stack_trace,
+        }
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), ensure_ascii=False).encode()
