@@ -1,0 +1,44 @@
+"""Per-invocation log context in one `ContextVar`: set by the invocation middleware, reset in `finally`.
+
+Nothing per-invocation lives on a long-lived object, so nothing leaks from one invocation into the next, and
+concurrent invocations (threads, tasks) each see their own. Imports: stdlib, `runtime.model`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from runtime.model import Invocation
+
+
+@dataclass(frozen=True, slots=True)
+class LogContext:
+    request_id: str
+    cold_start: bool
+    tenant_id: str | None = None
+    xray_trace_id: str | None = None
+
+
+_current: contextvars.ContextVar[LogContext | None] = contextvars.ContextVar("flightrec_log_context", default=None)
+
+
+def current() -> LogContext | None:
+    return _current.get()
+
+
+@contextmanager
+def invocation_scope(invocation: Invocation, cold_start: bool) -> Iterator[LogContext]:
+    ctx = LogContext(
+        request_id=invocation.request_id,
+        cold_start=cold_start,
+        tenant_id=invocation.tenant_id,
+        xray_trace_id=invocation.trace_id,
+    )
+    token = _current.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _current.reset(token)
