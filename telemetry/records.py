@@ -49,6 +49,15 @@ STAMPED = frozenset({"flightrec", "flightrec_kind", "flightrec_fields", "flightr
 _RESERVED = frozenset(RESERVED_ATTRS) | STAMPED | {"message", "asctime"}
 
 
+class Deferred:
+    """A field value computed at render time, off the handler's thread (e.g. the redacted event summary)."""
+
+    __slots__ = ()
+
+    def resolve(self) -> Any:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True, slots=True)
 class Rendered:
     """One record, rendered: the structured event (for column extraction) and its JSON bytes (for shipping)."""
@@ -104,7 +113,8 @@ class EventFormatter(MsgspecFormatter):
             log_data["exception"] = exc
         fields = getattr(record, "flightrec_fields", None)
         if fields:
-            log_data.update(fields)
+            for key, value in fields.items():
+                log_data[key] = value.resolve() if isinstance(value, Deferred) else value
         for key, value in message_dict.items():
             log_data.setdefault(key, value)
         for key, value in record.__dict__.items():

@@ -1,22 +1,34 @@
-"""`install(cfg)`: wire the pipeline, the invocation middleware and the flush, and hand them to `bootstrap`.
+"""`install(cfg)`: build the log pipeline and its sinks, take over the root logger and stdout/stderr, and hand
+`bootstrap` the middleware, the after-each flush and the init/shutdown hooks.
 
+Sink modules are imported only when configured (psycopg alone costs ~85 ms of cold start).
 Imports: `telemetry.*`, `runtime.model`, `runtime.dispatch` (types only).
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import os
+import signal
 import sys
-import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import FrameType
 
-from runtime.dispatch import Failure, Middleware, Next, Outcome
+from runtime.dispatch import Middleware, Outcome
 from runtime.model import ErrorReport, Invocation
+from telemetry.capture import LineCapture
 from telemetry.config import TelemetryConfig
+from telemetry.lifecycle import InvocationRecorder
+from telemetry.pipeline import LogPipeline
+from telemetry.records import EventFormatter
+from telemetry.redact import Redactor
+from telemetry.sink import SinkHandler
+from telemetry.spill import PendingBuffer
+from telemetry.stdout import StdoutSink
 
-log = logging.getLogger("flightrec.telemetry")
+SHUTDOWN_BUDGET_S = 0.3  # Lambda gives the runtime ~300 ms between SIGTERM and SIGKILL
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,38 +39,81 @@ class Telemetry:
     init_failed: Callable[[ErrorReport], None]
     fatal: Callable[[str], None]
     shutdown: Callable[[], None]
+    pipeline: LogPipeline
 
 
-def _error_line(report: ErrorReport) -> str:
-    return json.dumps({"timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "level": "ERROR",
-                       **report.to_dict()}, ensure_ascii=False)
+def _sinks(cfg: TelemetryConfig, stdout_fd: int) -> list[SinkHandler]:
+    sinks: list[SinkHandler] = []
+    if cfg.stdout_enabled:
+        sinks.append(StdoutSink(stdout_fd, text_format=cfg.log_format == "Text", lifecycle=cfg.stdout_lifecycle,
+                                max_items=cfg.buffer_max_records))
+    if cfg.syslog_url:
+        from telemetry.syslog import SyslogHandler
+
+        sinks.append(SyslogHandler.from_config(cfg, PendingBuffer(
+            "syslog", cfg.buffer_max_records, cfg.spill_dir, cfg.spill_max_bytes)))
+    if cfg.database_url:
+        from telemetry.postgres import PostgresHandler
+
+        sinks.append(PostgresHandler.from_config(cfg, PendingBuffer(
+            "postgres", cfg.buffer_max_records, cfg.spill_dir, cfg.spill_max_bytes)))
+    return sinks
 
 
 def install(cfg: TelemetryConfig, started_ns: int = 0) -> Telemetry:
-    del started_ns
-    handler = logging.StreamHandler(sys.stdout)
-    logging.basicConfig(level=cfg.log_level, handlers=[handler])
+    real_stdout = sys.__stdout__ or sys.stdout
+    real_stderr = sys.__stderr__ or sys.stderr
+    instance_id = cfg.log_stream_name.rsplit("]", 1)[-1] or uuid.uuid4().hex
+    formatter = EventFormatter(
+        {"function_name": cfg.function_name or None, "function_version": cfg.function_version},
+        instance_id=f"{instance_id}-{os.getpid()}",
+    )
+    pipeline = LogPipeline(
+        formatter,
+        _sinks(cfg, real_stdout.fileno()),
+        redactor=Redactor(cfg.redact_keys),
+        diagnostics=real_stderr,
+        flush_interval_s=cfg.flush_interval_ms / 1000,
+        deadline_margin_s=cfg.deadline_margin_ms / 1000,
+    )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(pipeline.handler)
+    root.setLevel(cfg.log_level)
+    logging.captureWarnings(True)
+    pipeline.start()
 
-    def errors_logged(inner: Next) -> Next:
-        def dispatch(invocation: Invocation) -> Outcome:
-            outcome = inner(invocation)
-            if isinstance(outcome, Failure):
-                print(_error_line(outcome.report), flush=True)
-            return outcome
+    captures: tuple[LineCapture, ...] = ()
+    if cfg.capture_print:
+        captures = (
+            LineCapture(logging.getLogger("stdout"), logging.INFO, real_stdout),
+            LineCapture(logging.getLogger("stderr"), logging.WARNING, real_stderr),
+        )
+        sys.stdout, sys.stderr = captures
 
-        return dispatch
+    recorder = InvocationRecorder(cfg, pipeline, started_ns, captures)
 
-    def init_failed(report: ErrorReport) -> None:
-        print(_error_line(report), flush=True)
+    def shutdown() -> None:
+        for capture in captures:
+            capture.flush()
+        sys.stdout, sys.stderr = real_stdout, real_stderr
+        pipeline.close(cfg.flush_budget_ms / 1000)
 
-    def after_each(invocation: Invocation, outcome: Outcome) -> None:
-        sys.stdout.flush()
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        del signum, frame
+        for capture in captures:
+            capture.flush()
+        pipeline.close(SHUTDOWN_BUDGET_S)
+        os._exit(0)
 
+    signal.signal(signal.SIGTERM, on_sigterm)
     return Telemetry(
-        middlewares=(errors_logged,),
-        after_each=after_each,
-        init_done=lambda: None,
-        init_failed=init_failed,
-        fatal=log.critical,
-        shutdown=logging.shutdown,
+        middlewares=(recorder.middleware,),
+        after_each=recorder.after_each,
+        init_done=recorder.init_done,
+        init_failed=recorder.init_failed,
+        fatal=recorder.fatal,
+        shutdown=shutdown,
+        pipeline=pipeline,
     )

@@ -1,0 +1,164 @@
+"""`InvocationRecorder`: the invocation middleware and the flush after it.
+
+Per invocation it enters the log context, writes the start record (event summarised, redacted, size-capped — done
+at render time, off the handler's thread), an error record for a failure, the end and report records, and arms
+the deadline guard. The report record's fields (`REPORT_FIELDS`) are what the dashboards query; they are stable.
+Under `LOGS_POLICY=strict` the records are stored before the response is posted, and an invocation whose records
+could not be stored fails with `Runtime.LogSinkUnavailable`.
+Imports: stdlib, `runtime.model`, `runtime.dispatch` (types), `.context`, `.pipeline`, `.records`, `.redact`.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.dispatch import Failure, Next, Outcome, Success
+from runtime.model import ErrorReport, Invocation
+from telemetry.capture import LineCapture
+from telemetry.config import TelemetryConfig
+from telemetry.context import invocation_scope
+from telemetry.pipeline import LogPipeline
+from telemetry.records import END, INIT_ERROR, INVOCATION_ERROR, REPORT, RUNTIME, START, Deferred
+from telemetry.redact import Redactor, summarise_event
+
+REPORT_FIELDS = (
+    "duration_ms",  # handler time: context, decode, handler, encode (ms, float)
+    "status",  # success | error
+    "error_type",  # the errorType of a failure (e.g. ValueError, Runtime.UnmarshalError), else null
+    "init_duration_ms",  # process start to the end of init, on the cold-start invocation only
+    "max_memory_used_mb",  # peak RSS of the process so far
+    "records_dropped",  # log records lost since the previous report (buffers and spill full)
+)
+LOG_SINK_UNAVAILABLE = "Runtime.LogSinkUnavailable"
+
+log = logging.getLogger("flightrec.invocation")
+
+
+def max_memory_used_mb() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _EventSummary(Deferred):
+    body: bytes
+    content_type: str | None
+    redactor: Redactor
+    max_bytes: int
+
+    def resolve(self) -> Any:
+        return summarise_event(self.body, self.content_type, self.redactor, self.max_bytes)
+
+
+def error_fields(report: ErrorReport, redactor: Redactor) -> dict[str, Any]:
+    return {
+        "error_type": report.error_type,
+        "error_message": redactor.text(report.error_message),
+        "stack_trace": report.stack_trace,
+    }
+
+
+class InvocationRecorder:
+    def __init__(
+        self,
+        cfg: TelemetryConfig,
+        pipeline: LogPipeline,
+        started_ns: int,
+        captures: tuple[LineCapture, ...] = (),
+        clock_ns: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        self._cfg = cfg
+        self._pipeline = pipeline
+        self._redactor = pipeline.redactor
+        self._started_ns = started_ns
+        self._captures = captures
+        self._clock_ns = clock_ns
+        self._cold = True
+        self._init_duration_ms: float | None = None
+        self._lifecycle = cfg.lifecycle_records
+        self._budget_s = cfg.flush_budget_ms / 1000
+
+    # -- init ----------------------------------------------------------------------------------------------------
+    def init_done(self) -> None:
+        self._init_duration_ms = (self._clock_ns() - self._started_ns) / 1e6 if self._started_ns else None
+
+    def init_failed(self, report: ErrorReport) -> None:
+        log.error(
+            "%s: %s", report.error_type, self._redactor.text(report.error_message),
+            extra={"flightrec_kind": INIT_ERROR, "flightrec_fields": error_fields(report, self._redactor)},
+        )
+        self._pipeline.flush(self._budget_s, force=True)
+
+    def fatal(self, message: str) -> None:
+        log.critical(self._redactor.text(message), extra={"flightrec_kind": RUNTIME})
+        self._pipeline.flush(self._budget_s, force=True)
+
+    # -- per invocation ------------------------------------------------------------------------------------------
+    def middleware(self, inner: Next) -> Next:
+        def dispatch(invocation: Invocation) -> Outcome:
+            cold, self._cold = self._cold, False
+            with invocation_scope(invocation, cold) as ctx:
+                started = self._clock_ns()
+                if self._lifecycle:
+                    log.info("START", extra={"flightrec_kind": START, "flightrec_fields": {
+                        "event": _EventSummary(invocation.body, invocation.content_type, self._redactor,
+                                               self._cfg.event_max_bytes)}})
+                self._pipeline.watch_deadline(invocation.deadline_ms, ctx)
+                try:
+                    outcome = inner(invocation)
+                finally:
+                    self._pipeline.unwatch_deadline()
+                    for capture in self._captures:
+                        capture.flush()
+                duration_ms = (self._clock_ns() - started) / 1e6
+                self._record_outcome(outcome, duration_ms, cold)
+                if self._cfg.strict:
+                    outcome = self._store_strictly(invocation, outcome)
+                return outcome
+
+        return dispatch
+
+    def _record_outcome(self, outcome: Outcome, duration_ms: float, cold: bool) -> None:
+        failure = outcome.report if isinstance(outcome, Failure) else None
+        if failure is not None:
+            log.error("%s: %s", failure.error_type, self._redactor.text(failure.error_message),
+                      extra={"flightrec_kind": INVOCATION_ERROR,
+                             "flightrec_fields": error_fields(failure, self._redactor)})
+        if not self._lifecycle:
+            return
+        log.info("END", extra={"flightrec_kind": END})
+        log.info("REPORT", extra={"flightrec_kind": REPORT, "flightrec_fields": {
+            "duration_ms": round(duration_ms, 3),
+            "status": "error" if failure is not None else "success",
+            "error_type": failure.error_type if failure is not None else None,
+            "init_duration_ms": round(self._init_duration_ms, 3) if cold and self._init_duration_ms else None,
+            "max_memory_used_mb": max_memory_used_mb(),
+            "records_dropped": self._pipeline.take_dropped(),
+        }})
+
+    def _store_strictly(self, invocation: Invocation, outcome: Outcome) -> Outcome:
+        result = self._pipeline.flush(self._budget_s, force=True)
+        if result.strict_ok:
+            return outcome
+        report = ErrorReport(
+            error_type=LOG_SINK_UNAVAILABLE,
+            error_message=(
+                "LOGS_POLICY=strict: this invocation's log records could not be stored "
+                f"({', '.join(result.incomplete_sinks) or 'flush timed out'}); the response was withheld"
+            ),
+            request_id=invocation.request_id,
+            header_type=LOG_SINK_UNAVAILABLE,
+        )
+        log.error(report.error_message, extra={"flightrec_kind": INVOCATION_ERROR,
+                                                "flightrec_fields": error_fields(report, self._redactor)})
+        return Failure(report)
+
+    def after_each(self, invocation: Invocation, outcome: Outcome) -> None:
+        """After the response is posted, before `/next`: ship this invocation's records within the budget."""
+        del invocation
+        if isinstance(outcome, Success) or not self._pipeline.idle():
+            self._pipeline.flush(self._budget_s)

@@ -1,0 +1,269 @@
+"""`LogPipeline`: one queue between every `logging` call and every sink, drained by one shipper thread.
+
+The caller's thread does only the cheap part of a log call: stamp the invocation context, format the message,
+append to a deque (see `EnqueueHandler`). The shipper thread renders each record once and hands the same bytes to
+every sink, then ships: when the loop asks for a flush (after the response is posted, before `/next`), when a
+batch is due, every `flush_interval` during long invocations, and shortly before an invocation's deadline (the
+deadline guard), so a function that times out still leaves its records behind.
+Imports: stdlib, `.records`, `.sink`, `.context`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TextIO
+
+from telemetry.context import LogContext, current
+from telemetry.records import RUNTIME, EventFormatter
+from telemetry.redact import Redactor
+from telemetry.sink import SinkHandler
+
+SpanIds = Callable[[], tuple[str, str] | None]
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+
+
+@dataclass(slots=True)
+class FlushRequest:
+    deadline: float
+    force: bool
+    done: threading.Event = field(default_factory=threading.Event)
+    complete: bool = False
+    incomplete_sinks: tuple[str, ...] = ()
+    strict_ok: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FlushResult:
+    complete: bool  # every sink delivered everything
+    strict_ok: bool  # every strict-capable sink (PostgreSQL) delivered everything
+    incomplete_sinks: tuple[str, ...] = ()
+    timed_out: bool = False
+
+
+_EMPTY = FlushResult(complete=True, strict_ok=True)
+
+
+class EnqueueHandler(logging.Handler):
+    """The root logger's only handler: stamps context and enqueues. No lock, no I/O, no rendering."""
+
+    def __init__(self, pipeline: LogPipeline) -> None:
+        super().__init__()
+        self._pipeline = pipeline
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        # Handler.handle takes a lock around emit; appending to a deque needs none.
+        if self.filters and not self.filter(record):
+            return False
+        self.emit(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._pipeline.enqueue(record)
+        except Exception:
+            self.handleError(record)
+
+
+class LogPipeline:
+    def __init__(
+        self,
+        formatter: EventFormatter,
+        sinks: Sequence[SinkHandler],
+        *,
+        redactor: Redactor,
+        diagnostics: TextIO,
+        flush_interval_s: float = 1.0,
+        batch_threshold: int = 2000,
+        deadline_margin_s: float = 0.3,
+        span_ids: SpanIds | None = None,
+    ) -> None:
+        self.formatter = formatter
+        self.sinks = tuple(sinks)
+        self.redactor = redactor
+        self.handler = EnqueueHandler(self)
+        self.span_ids = span_ids
+        self._diagnostics = diagnostics
+        self._interval = flush_interval_s
+        self._threshold = batch_threshold
+        self._margin = deadline_margin_s
+        self._queue: deque[logging.LogRecord] = deque()
+        self._seq = itertools.count(1)
+        self._wake = threading.Event()
+        self._requests: deque[FlushRequest] = deque()
+        self._draining = False
+        self._stopping = False
+        self._guard: tuple[float, LogContext] | None = None
+        self._dropped: deque[int] = deque()
+        self._thread = threading.Thread(target=self._run, name="flightrec-shipper", daemon=True)
+
+    # -- the caller's side -------------------------------------------------------------------------------------
+    def enqueue(self, record: logging.LogRecord) -> None:
+        record.flightrec = current()
+        if self.span_ids is not None:
+            record.flightrec_span = self.span_ids()
+        if record.args and not isinstance(record.msg, dict):
+            record.msg = record.getMessage()  # args may be mutated after the call returns
+            record.args = None
+        if record.exc_info and record.exc_info[0] is not None:
+            record.flightrec_exc = self._exception(record.exc_info)
+            record.exc_info = None
+            record.exc_text = None
+        record.flightrec_seq = next(self._seq)
+        self._queue.append(record)
+        if len(self._queue) >= self._threshold:
+            self._wake.set()
+
+    def _exception(self, exc_info: ExcInfo) -> dict[str, object]:
+        etype, value, tb = exc_info
+        return {
+            "type": getattr(etype, "__name__", str(etype)),
+            "message": self.redactor.text(str(value)),
+            "stack": "".join(traceback.format_exception(etype, value, tb)),
+        }
+
+    # -- the loop's side ---------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def idle(self) -> bool:
+        return not self._queue and not self._draining and not any(len(s.pending) for s in self.sinks)
+
+    def flush(self, timeout_s: float, force: bool = False) -> FlushResult:
+        """Deliver everything logged so far, within `timeout_s`. `force` retries sinks that are backing off."""
+        if self.idle():
+            return _EMPTY
+        if not self._thread.is_alive():
+            return FlushResult(complete=False, strict_ok=False, timed_out=True)
+        request = FlushRequest(deadline=time.monotonic() + timeout_s, force=force)
+        self._requests.append(request)
+        self._wake.set()
+        if not request.done.wait(timeout_s + 0.05):
+            return FlushResult(complete=False, strict_ok=False, timed_out=True)
+        return FlushResult(request.complete, request.strict_ok, request.incomplete_sinks)
+
+    def watch_deadline(self, deadline_epoch_ms: int | None, ctx: LogContext | None) -> None:
+        """Arm the deadline guard for the running invocation (ship its records `margin` before the deadline)."""
+        if deadline_epoch_ms is None or ctx is None:
+            self._guard = None
+            return
+        remaining_s = deadline_epoch_ms / 1000 - time.time()
+        self._guard = (time.monotonic() + remaining_s - self._margin, ctx)
+        self._wake.set()
+
+    def unwatch_deadline(self) -> None:
+        self._guard = None
+
+    def take_dropped(self) -> int:
+        n = 0
+        while self._dropped:
+            n += self._dropped.popleft()
+        return n
+
+    def close(self, timeout_s: float) -> FlushResult:
+        result = self.flush(timeout_s, force=True)
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(0.2)
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:
+                self._diagnose(f"closing the {sink.name_for_logs} sink failed: {exc}")
+        return result
+
+    # -- the shipper thread ------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stopping:
+            timeout = self._interval
+            guard = self._guard
+            if guard is not None:
+                timeout = max(min(timeout, guard[0] - time.monotonic()), 0.0)
+            self._wake.wait(timeout)
+            self._wake.clear()
+            try:
+                self._cycle()
+            except Exception as exc:  # the shipper must outlive any bug in a sink or formatter
+                self._diagnose(f"log shipper error: {type(exc).__name__}: {exc}")
+
+    def _cycle(self) -> None:
+        requests = []
+        while self._requests:
+            requests.append(self._requests.popleft())
+        guard = self._guard
+        now = time.monotonic()
+        guard_fired = guard is not None and now >= guard[0]
+        if guard_fired and guard is not None:
+            self._guard = None
+            self._guard_record(guard[1])
+        if not requests and not guard_fired and not self._queue and all(not len(s.pending) for s in self.sinks):
+            return
+        if requests:
+            deadline = min(r.deadline for r in requests)
+            if any(r.force for r in requests):
+                for sink in self.sinks:
+                    sink.retry_now()
+        else:
+            deadline = now + (self._margin * 0.8 if guard_fired else self._interval)
+        self._drain()
+        incomplete = tuple(s.name_for_logs for s in self.sinks if not s.ship(deadline))
+        self._count_drops()
+        strict_ok = not any(s.strict_capable and len(s.pending) for s in self.sinks)
+        for request in requests:
+            request.complete = not incomplete
+            request.incomplete_sinks = incomplete
+            request.strict_ok = strict_ok
+            request.done.set()
+
+    def _drain(self) -> None:
+        self._draining = True
+        try:
+            render = self.formatter.render
+            sinks = self.sinks
+            while self._queue:
+                record = self._queue.popleft()
+                try:
+                    rendered = render(record)
+                except Exception as exc:
+                    self._diagnose(f"a log record could not be rendered and was dropped: {exc}")
+                    self._dropped.append(1)
+                    continue
+                for sink in sinks:
+                    sink.accept(rendered)
+        finally:
+            self._draining = False
+
+    def _guard_record(self, ctx: LogContext) -> None:
+        record = logging.LogRecord(
+            "flightrec.runtime", logging.WARNING, __file__, 0,
+            "the invocation is about to reach its deadline; shipping its records now", None, None,
+        )
+        record.flightrec = ctx
+        record.flightrec_kind = RUNTIME
+        record.flightrec_seq = next(self._seq)
+        self._queue.append(record)
+
+    def _count_drops(self) -> None:
+        for sink in self.sinks:
+            dropped = sink.pending.take_dropped()
+            if dropped:
+                self._dropped.append(dropped)
+                self._diagnose(
+                    f"{dropped} log records dropped by the {sink.name_for_logs} sink: its memory buffer and spill "
+                    f"file are full ({sink.stats.last_error or 'sink unavailable'})"
+                )
+
+    def _diagnose(self, message: str) -> None:
+        """Our own trouble goes to the real stderr, never back into the pipeline."""
+        try:
+            self._diagnostics.write(f"flightrec: {message}\n")
+            self._diagnostics.flush()
+        except (OSError, ValueError):
+            pass
