@@ -44,9 +44,10 @@ def _start(what: str, factory: Callable[[], T]) -> T:
     try:
         return factory()
     except PeerUnavailable as exc:
-        pytest.fail(f"{what} is unavailable: {exc}", pytrace=False)
+        problem = f"{what} is unavailable: {exc}"
     except PeerError as exc:
-        pytest.fail(f"{what} did not start: {exc}", pytrace=False)
+        problem = f"{what} did not start: {exc}"
+    pytest.fail(problem, pytrace=False)  # outside the except block: no "during handling of" noise
 
 
 @pytest.fixture(scope="session")

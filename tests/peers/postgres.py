@@ -32,6 +32,7 @@ from psycopg import sql
 
 from .ports import (
     HOST,
+    SETUP_HINT,
     PeerError,
     PeerUnavailable,
     as_service_user,
@@ -64,7 +65,7 @@ def find_pg_bin() -> str:
     override = os.environ.get("PG_BIN")
     if override:
         if not (Path(override) / "initdb").is_file():
-            raise PeerUnavailable(f"PG_BIN={override} has no initdb")
+            raise PeerUnavailable(f"PG_BIN={override} has no initdb: unset PG_BIN, or {SETUP_HINT}")
         return override
     candidates = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/initdb"),
