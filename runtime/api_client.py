@@ -138,6 +138,8 @@ class SocketTransport:
             if not sep:
                 raise ValueError(f"malformed header line {line[:100]!r}")
             headers[name.strip().lower()] = value.strip()
+        if parts[0] == b"HTTP/1.0" and headers.get("connection", "").lower() != "keep-alive":
+            headers["connection"] = "close"  # HTTP/1.0 closes after each answer unless it says keep-alive
         if status in (204, 304) or 100 <= status < 200:
             return Response(status, headers, b"")
         if "chunked" in headers.get("transfer-encoding", "").lower():

@@ -30,12 +30,14 @@ def _parse_json_header(raw: str, name: str) -> Any:
 
 
 def _slots_repr(obj: object) -> str:
-    fields = ",".join(f"{name}={getattr(obj, name)}" for name in obj.__slots__)  # type: ignore[attr-defined]
+    """awslambdaric's repr, fields in its order (`_repr_fields`), so logged contexts read the same."""
+    fields = ",".join(f"{name}={getattr(obj, name)}" for name in obj._repr_fields)  # type: ignore[attr-defined]
     return f"{type(obj).__name__}([{fields}])"
 
 
 class CognitoIdentity:
     __slots__ = ("cognito_identity_id", "cognito_identity_pool_id")
+    _repr_fields = __slots__
 
     def __init__(self, raw: dict[str, Any] | None = None) -> None:
         raw = raw or {}
@@ -47,6 +49,7 @@ class CognitoIdentity:
 
 class Client:
     __slots__ = ("app_package_name", "app_title", "app_version_code", "app_version_name", "installation_id")
+    _repr_fields = ("installation_id", "app_title", "app_version_name", "app_version_code", "app_package_name")
 
     def __init__(self, raw: dict[str, Any]) -> None:
         for name in self.__slots__:
@@ -57,6 +60,7 @@ class Client:
 
 class ClientContext:
     __slots__ = ("client", "custom", "env")
+    _repr_fields = ("custom", "env", "client")
 
     def __init__(self, raw: dict[str, Any]) -> None:
         self.custom = raw.get("custom")

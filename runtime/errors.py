@@ -95,9 +95,9 @@ def header_error_type(name: str, prefix: str = "Function") -> str:
     if _VALID_HEADER_TYPE.fullmatch(name):
         return name
     letters = _NON_LETTERS.sub("", name)
-    if not letters:
-        return f"{prefix}.Unhandled"
-    return f"{prefix}.{letters[0].upper()}{letters[1:]}"
+    candidate = f"{prefix}.{letters[:1].upper()}{letters[1:]}"
+    # Nothing left, or a single letter (the platform's regex wants two or more): Unhandled.
+    return candidate if _VALID_HEADER_TYPE.fullmatch(candidate) else f"{prefix}.Unhandled"
 
 
 def _user_frames(tb: TracebackType | None) -> list[traceback.FrameSummary]:

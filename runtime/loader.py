@@ -24,16 +24,21 @@ from runtime.errors import (
 
 Handler = Callable[..., Any]
 RESERVED_PACKAGES = ("runtime", "telemetry")
+_OUR_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # the folder holding runtime/
 
 
 def _module_name(modname: str) -> str:
-    """`dir/app` → `dir.app`; path tricks (`../x`, `/abs/x`, empty segments) are refused as imports."""
+    """`dir/app` → `dir.app`; path tricks (`../x`, `/abs/x`, empty segments) are refused as imports.
+
+    Only empty segments are refused (they make relative imports or climb out): a file name that is not an
+    identifier (`my-app.py`) is importable by `importlib`, and AWS's runtime loads `my-app.handler`.
+    """
     dotted = modname.replace("/", ".")
     segments = dotted.split(".")
-    if not all(segment.isidentifier() for segment in segments):
+    if not all(segment and "\0" not in segment for segment in segments):
         raise ImportModuleError(
-            f"Unable to import module '{modname}': a handler module must be a dotted path of Python "
-            "identifiers below LAMBDA_TASK_ROOT (no '..', absolute paths or empty parts)"
+            f"Unable to import module '{modname}': a handler module must be a dotted path of module names "
+            "below LAMBDA_TASK_ROOT (no '..', absolute paths or empty parts)"
         )
     return dotted
 
@@ -42,6 +47,8 @@ def check_no_shadowing(task_root: str, reserved: Iterable[str] = RESERVED_PACKAG
     """Fail init when the function's code holds a module named like one of the runtime's packages.
 
     The runtime's own folder comes first on `sys.path`, so such a module would silently never be imported.
+    The runtime's own folder itself (which holds `runtime/` and `telemetry/`) is never a conflict, whether or not
+    those packages were imported yet.
     """
     for name in reserved:
         loaded = sys.modules.get(name)
@@ -49,7 +56,10 @@ def check_no_shadowing(task_root: str, reserved: Iterable[str] = RESERVED_PACKAG
         for candidate in (os.path.join(task_root, name), os.path.join(task_root, name + ".py")):
             if not os.path.exists(candidate):
                 continue
-            if ours is not None and os.path.realpath(candidate) in (ours, os.path.join(ours, "__init__.py")):
+            real = os.path.realpath(candidate)
+            if ours is not None and real in (ours, os.path.join(ours, "__init__.py")):
+                continue
+            if real in (os.path.join(_OUR_ROOT, name), os.path.join(_OUR_ROOT, name + ".py")):
                 continue
             raise ModuleShadowed(
                 f"Cannot use '{candidate}' as a module: '{name}' is the name of a package of this runtime. "
