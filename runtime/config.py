@@ -36,11 +36,11 @@ class RuntimeConfig:
                               "(or by `flightrec emulator`)")
         raw_concurrency = env.get("AWS_LAMBDA_MAX_CONCURRENCY", "").strip() or "1"
         try:
-            concurrency = max(int(raw_concurrency), 1)
+            concurrency = int(raw_concurrency)
         except ValueError:
-            raise ConfigError(
-                f"AWS_LAMBDA_MAX_CONCURRENCY must be a positive integer, got {raw_concurrency!r}"
-            ) from None
+            concurrency = 0
+        if concurrency < 1:
+            raise ConfigError(f"AWS_LAMBDA_MAX_CONCURRENCY must be a positive integer, got {raw_concurrency!r}")
         return cls(
             api_address=address,
             handler=env.get("_HANDLER", "").strip(),
