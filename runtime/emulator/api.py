@@ -188,8 +188,14 @@ class Emulator:
         tenant_id: str | None = None,
         cognito_identity: str | None = None,
         timeout_s: float | None = None,
+        wait_for_report: bool | None = None,
     ) -> InvokeResult:
-        """Invoke the function through the real invoke endpoint and return its answer."""
+        """Invoke the function through the real invoke endpoint and return its answer.
+
+        The answer comes as soon as the runtime posts it; the REPORT line only when the runtime is back at
+        `/next`. `wait_for_report` (default: when this emulator started the runtime, which always polls again)
+        returns only after the REPORT, so `platform_lines` and `output_lines` are complete for this invocation.
+        """
         result = client.invoke(
             self._connect_host,
             self.port,
@@ -200,6 +206,8 @@ class Emulator:
             timeout_s=timeout_s if timeout_s is not None else self.init_timeout_s + self.timeout_s + 30.0,
             function_name=self.config.function_name,
         )
+        if (self._spawn if wait_for_report is None else wait_for_report) and result.request_id:
+            self.wait_for_report(result.request_id)
         if result.function_error is None and result.request_id:
             outcome = self._backend.outcome_of(result.request_id)  # a streamed error only shows in trailers
             if outcome is not None and outcome.function_error:
@@ -256,6 +264,11 @@ class Emulator:
     def platform_lines(self) -> list[str]:
         """START, END, REPORT and other platform lines, in order."""
         return list(self._platform.lines)
+
+    def wait_for_report(self, request_id: str, timeout_s: float | None = None) -> str | None:
+        """The REPORT line of `request_id`, waiting for it (at most the function timeout plus a margin)."""
+        limit = self.timeout_s + 5.0 if timeout_s is None else timeout_s
+        return self._platform.wait_for_prefix(f"REPORT RequestId: {request_id}\t", limit)
 
     @property
     def output_lines(self) -> list[str]:

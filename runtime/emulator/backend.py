@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import threading
 import time
@@ -75,8 +76,11 @@ class PostRecord:
         return next((value for key, value in self.headers if key.lower() == lowered), None)
 
 
-class StreamSink(Protocol):
-    """Where a streamed invoke answer goes (the invoke endpoint's chunked HTTP response)."""
+class InvokeSink(Protocol):
+    """Where an invoke answer goes: the invoke endpoint's HTTP response, whole or chunked (streaming)."""
+
+    def reply(self, reply: wire.Reply) -> None:
+        """Send a complete answer; raises OSError when the invoker is gone."""
 
     def begin(self, content_type: str, headers: Mapping[str, str]) -> None:
         """Send the status line and headers."""
@@ -144,6 +148,9 @@ class Backend:
 
     def on_runtime_exit(self, rp: RuntimeProcess, returncode: int) -> None:
         """A runtime process ended; an invocation it still owed an answer fails with `Runtime.ExitError`."""
+        with self._lock:
+            self._generations[rp.generation].exited = True
+        self._book.notify()
         inv = self._book.current
         if inv is None or inv.generation != rp.generation or inv.outcome is not None:
             return
@@ -173,6 +180,7 @@ class Backend:
     def runtime_next(self) -> wire.Reply | None:
         """`GET /next`: block until an invocation is queued; None means "close the connection"."""
         epoch = self._book.epoch
+        self._book.note_poll()
         refusal = self.faults.take_next_refusal()
         if refusal is not None:
             return refusal
@@ -383,11 +391,17 @@ class Backend:
         return wire.Reply(200, event, headers={wire.H_EXTENSION_EVENT_ID: wire.new_request_id()})
 
     # --- Invoke API -------------------------------------------------------------------------------------
-    def invoke(self, request: InvokeRequest, sink: StreamSink) -> wire.Reply | None:
-        """Serve one invoke, in arrival order; returns the answer, or None when it was streamed into `sink`."""
+    def invoke(self, request: InvokeRequest, sink: InvokeSink) -> None:
+        """Serve one invoke, in arrival order, answering through `sink`.
+
+        The invoker gets its answer as soon as the runtime posts it; END and REPORT follow when the runtime
+        is back at `/next` (Lambda's "runtime done"), so logs flushed after the response still fall inside
+        START..END, and a runtime that does not come back before the deadline is timed out and replaced.
+        """
         with self._turn:
             if self._book.closed:
-                return wire.Reply(503, wire.error_body("ServiceException", "The emulator is stopping"))
+                sink.reply(wire.Reply(503, wire.error_body("ServiceException", "The emulator is stopping")))
+                return
             inv = Invocation(
                 request_id=wire.new_request_id(),
                 event=request.event,
@@ -405,9 +419,35 @@ class Backend:
             else:
                 self._book.submit(inv)
                 self._run(inv, sink)
-            streamed = inv.stream is not None
+            if inv.outcome is None:  # the emulator stopped underneath this invocation
+                message, body = _exit_body(inv.request_id, -9)
+                outcome = Outcome(OutcomeKind.EXIT, body, wire.JSON, UNHANDLED, "Runtime.ExitError")
+                self._settle(inv, outcome, [message])
+            if inv.stream is None:
+                with contextlib.suppress(OSError):  # an invoker that left changes nothing for the runtime
+                    sink.reply(self._answer(inv))
+            self._await_runtime_done(inv)
             self._report(inv)
-            return None if streamed else self._answer(inv)
+
+    def _await_runtime_done(self, inv: Invocation) -> None:
+        """Wait until the runtime that answered `inv` polls `/next` again, at the latest until the deadline."""
+        outcome = inv.outcome
+        if (
+            inv.dispatched_at is None
+            or outcome is None
+            or outcome.kind not in (OutcomeKind.RESPONSE, OutcomeKind.ERROR)
+        ):
+            return
+        gen = self._generation(inv.generation)
+        deadline = inv.dispatched_at + self.config.timeout_s
+        remaining = max(0.0, deadline - time.monotonic())
+        if self._book.wait_for(lambda: self._book.back_at_next(inv) or gen.exited, remaining) or self._book.closed:
+            return
+        message = format_timeout(wire.rfc3339_now(self._clock()), inv.request_id, self.config.timeout_s)
+        self._log.emit(message)
+        rp = self.supervisor.current if self.supervisor is not None else None
+        if rp is not None and rp.generation == inv.generation and self.supervisor is not None:
+            self.supervisor.kill(rp)
 
     def _fail_to_start(self, inv: Invocation, exc: OSError) -> None:
         message = f"RequestId: {inv.request_id} Error: {exc}"
@@ -415,7 +455,7 @@ class Backend:
         outcome = Outcome(OutcomeKind.EXIT, body.encode(), wire.JSON, UNHANDLED, "Runtime.InvalidEntrypoint")
         self._settle(inv, outcome, [message, "Runtime.InvalidEntrypoint"])
 
-    def _run(self, inv: Invocation, sink: StreamSink) -> None:
+    def _run(self, inv: Invocation, sink: InvokeSink) -> None:
         gen = self._generation(inv.generation)
         with self._lock:
             stored, gen.stored_init_error = gen.stored_init_error, None
@@ -440,7 +480,7 @@ class Backend:
         elif not answered:
             self._time_out(inv)
 
-    def _relay(self, inv: Invocation, relay: StreamRelay, sink: StreamSink, deadline: float) -> None:
+    def _relay(self, inv: Invocation, relay: StreamRelay, sink: InvokeSink, deadline: float) -> None:
         """Copy a streamed answer to the invoker until it ends, the deadline passes or the invoker leaves."""
         head = {wire.H_AMZ_REQUEST_ID: inv.request_id, wire.H_AMZ_EXECUTED_VERSION: wire.FUNCTION_VERSION}
         sink.begin(relay.content_type, head)
@@ -500,9 +540,6 @@ class Backend:
 
     def _report(self, inv: Invocation) -> None:
         """END and REPORT, with Init Duration only on the first invocation of a runtime generation."""
-        if inv.outcome is None:  # the emulator stopped underneath this invocation
-            message, body = _exit_body(inv.request_id, -9)
-            self._settle(inv, Outcome(OutcomeKind.EXIT, body, wire.JSON, UNHANDLED, "Runtime.ExitError"), [message])
         outcome = inv.outcome
         assert outcome is not None
         duration_ms = max(0.0, (outcome.finished_at - inv.started_at) * 1000.0)

@@ -78,12 +78,25 @@ class PlatformLog:
 
     def __init__(self, sink: Callable[[str], None]) -> None:
         self._sink = sink
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self.lines: list[str] = []
 
     def emit(self, line: str) -> None:
         """Record one line and pass it on; a failing sink must not break an invocation."""
-        with self._lock:
+        with self._cond:
             self.lines.append(line)
+            self._cond.notify_all()
         with contextlib.suppress(Exception):  # a closed stdout must not turn into a failed invoke
             self._sink(line)
+
+    def wait_for_prefix(self, prefix: str, timeout_s: float) -> str | None:
+        """The first line starting with `prefix`, waiting up to `timeout_s` for it; None if it never came."""
+        with self._cond:
+            found: list[str] = []
+
+            def seen() -> bool:
+                found[:] = [line for line in self.lines if line.startswith(prefix)][:1]
+                return bool(found)
+
+            self._cond.wait_for(seen, timeout_s)
+            return found[0] if found else None

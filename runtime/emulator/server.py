@@ -94,7 +94,7 @@ class RequestHandler(BaseHTTPRequestHandler):
     def _headers(self) -> dict[str, str]:
         return {key: value for key, value in self.headers.items()}
 
-    def _send(self, reply: wire.Reply) -> None:
+    def send_reply(self, reply: wire.Reply) -> None:
         """Write a whole answer in one send: status, headers with Content-Length, body."""
         try:
             phrase = HTTPStatus(reply.status).phrase
@@ -126,7 +126,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         if reply is None:
             self._abort()
         else:
-            self._send(reply)
+            self.send_reply(reply)
 
     # --- bodies -----------------------------------------------------------------------------------------
     def _is_chunked(self) -> bool:
@@ -205,7 +205,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             route()
         except BadRequestError as exc:
             self.close_connection = True
-            self._send(wire.Reply(400, wire.error_body("BadRequest", str(exc))))
+            self.send_reply(wire.Reply(400, wire.error_body("BadRequest", str(exc))))
         except (ConnectionError, TimeoutError):
             self.close_connection = True
 
@@ -229,11 +229,11 @@ class RequestHandler(BaseHTTPRequestHandler):
         elif path == wire.INIT_ERROR_PATH:
             backend.note_call("POST", path)
             body, size = self._read_body(wire.MAX_PAYLOAD_BYTES)
-            self._send(backend.init_error(self._headers(), body, size))
+            self.send_reply(backend.init_error(self._headers(), body, size))
         elif path == wire.EXTENSION_REGISTER_PATH:
             backend.note_call("POST", path)
             body, _ = self._read_body(wire.MAX_PAYLOAD_BYTES)
-            self._send(backend.extension_register(self._headers(), body))
+            self.send_reply(backend.extension_register(self._headers(), body))
         elif wire.INVOKE_RE.match(path):
             self._invoke()
         else:
@@ -241,7 +241,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             self._not_found()
 
     def _not_found(self) -> None:
-        self._send(wire.Reply(404, wire.error_body("NotFound", f"No route for {self.command} {self.path}")))
+        self.send_reply(wire.Reply(404, wire.error_body("NotFound", f"No route for {self.command} {self.path}")))
 
     def _post_answer(self, kind: str, request_id: str) -> None:
         backend = self.server.backend
@@ -249,21 +249,21 @@ class RequestHandler(BaseHTTPRequestHandler):
         mode = (self.headers.get(wire.H_RESPONSE_MODE) or "").lower()
         if kind == "response" and mode == "streaming":
             chunks = self._body_chunks()
-            self._send(backend.runtime_stream(request_id, headers, chunks, lambda: self._trailers))
+            self.send_reply(backend.runtime_stream(request_id, headers, chunks, lambda: self._trailers))
             return
         body, size = self._read_body(wire.MAX_PAYLOAD_BYTES)
-        self._send(backend.runtime_answer(kind, request_id, headers, body, size))
+        self.send_reply(backend.runtime_answer(kind, request_id, headers, body, size))
 
     def _invoke(self) -> None:
         body, size = self._read_body(wire.MAX_PAYLOAD_BYTES)
         if size > wire.MAX_PAYLOAD_BYTES:
             message = f"Request must be smaller than {wire.MAX_PAYLOAD_BYTES} bytes for the InvokeFunction operation"
-            self._send(wire.Reply(413, wire.error_body("RequestEntityTooLargeException", message)))
+            self.send_reply(wire.Reply(413, wire.error_body("RequestEntityTooLargeException", message)))
             return
         try:
             client_context = decode_client_context(self.headers.get(wire.H_AMZ_CLIENT_CONTEXT))
         except ValueError as exc:
-            self._send(wire.Reply(400, wire.error_body("InvalidRequestContentException", str(exc))))
+            self.send_reply(wire.Reply(400, wire.error_body("InvalidRequestContentException", str(exc))))
             return
         request = InvokeRequest(
             event=body,
@@ -271,16 +271,18 @@ class RequestHandler(BaseHTTPRequestHandler):
             cognito_identity=self.headers.get(wire.H_FLIGHTREC_COGNITO_IDENTITY) or None,
             tenant_id=self.headers.get(wire.H_AMZ_TENANT_ID) or None,
         )
-        reply = self.server.backend.invoke(request, ChunkedSink(self))
-        if reply is not None:
-            self._send(reply)
+        self.server.backend.invoke(request, InvokeAnswer(self))
 
 
-class ChunkedSink:
-    """Writes a streamed invoke answer as an HTTP/1.1 chunked response with trailers."""
+class InvokeAnswer:
+    """Writes an invoke answer: whole with a Content-Length, or streamed as HTTP/1.1 chunks with trailers."""
 
     def __init__(self, handler: RequestHandler) -> None:
         self._handler = handler
+
+    def reply(self, reply: wire.Reply) -> None:
+        """The whole answer at once."""
+        self._handler.send_reply(reply)
 
     def begin(self, content_type: str, headers: Mapping[str, str]) -> None:
         """Status line and headers; the body follows in chunks."""

@@ -58,6 +58,7 @@ class Invocation:
     outcome: Outcome | None = None
     stream: StreamRelay | None = None
     start_logged: bool = False
+    poll_mark: int = 0  # the runtime's `/next` count when it took this invocation
 
     @property
     def started_at(self) -> float:
@@ -75,6 +76,7 @@ class Generation:
     init_failed: bool = False
     init_reported: bool = False
     stored_init_error: Outcome | None = None
+    exited: bool = False
 
     @property
     def init_duration_ms(self) -> float | None:
@@ -101,6 +103,7 @@ class InvocationBook:
         self._dispatched: dict[str, Invocation] = {}
         self._epoch = 0
         self._closed = False
+        self._polls = 0
         self.current: Invocation | None = None
 
     @property
@@ -113,6 +116,21 @@ class InvocationBook:
         """A new runtime generation starts: every long-poll of an older one gives up."""
         with self._cond:
             self._epoch = epoch
+            self._cond.notify_all()
+
+    def note_poll(self) -> None:
+        """A `/next` arrived: the runtime finished its previous invocation (Lambda's "runtime done")."""
+        with self._cond:
+            self._polls += 1
+            self._cond.notify_all()
+
+    def back_at_next(self, inv: Invocation) -> bool:
+        """True once the runtime polled `/next` again after taking `inv`. Call only inside `wait_for`."""
+        return self._polls > inv.poll_mark
+
+    def notify(self) -> None:
+        """Wake waiters to re-check conditions that live outside the book (e.g. a runtime exited)."""
+        with self._cond:
             self._cond.notify_all()
 
     def submit(self, inv: Invocation) -> None:
@@ -145,6 +163,7 @@ class InvocationBook:
         with self._cond:
             inv.dispatched_at = time.monotonic()
             inv.deadline_ms = deadline_ms
+            inv.poll_mark = self._polls
             self._dispatched[inv.request_id] = inv
             self._cond.notify_all()
 
