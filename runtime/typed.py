@@ -11,7 +11,7 @@ functions never pay for it. Everything is decided once, at init. Imports: stdlib
 from __future__ import annotations
 
 import dataclasses
-import inspect
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,6 +57,8 @@ def _annotations(handler: Callable[..., Any]) -> tuple[Any, Any]:
     Handlers whose annotations cannot be resolved (forward references to names that are not importable) are
     treated as plain, so that existing functions keep working unchanged.
     """
+    import inspect
+
     try:
         hints = typing.get_type_hints(handler)
         params = list(inspect.signature(handler).parameters.values())
@@ -112,6 +114,8 @@ def _result_encoder(tp: Any) -> Encode:
 
 def codec_for(handler: Callable[..., Any]) -> Codec:
     """Decide once, at init, whether `handler` is plain or typed and build its codec."""
+    if isinstance(handler, types.FunctionType) and not handler.__annotations__:
+        return PLAIN  # the common case, decided without `inspect` (whose import costs milliseconds of cold start)
     event_tp, result_tp = _annotations(handler)
     typed_event = event_tp is not None and is_declared_type(event_tp)
     typed_result = result_tp is not None and is_declared_type(result_tp)
