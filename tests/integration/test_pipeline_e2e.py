@@ -1,0 +1,63 @@
+"""The whole logging pipeline through the real bootstrap: records reach rsyslog (and PostgreSQL) with their ids.
+
+Each test states the records logged and the records delivered.
+"""
+
+from __future__ import annotations
+
+import json
+
+from tests.integration.conftest import REPO, emulator
+
+
+def _syslog_env(rsyslog, transport: str = "tcp") -> dict[str, str]:
+    port = {"tcp": rsyslog.tcp_port, "udp": rsyslog.udp_port}[transport]
+    return {"SYSLOG_URL": f"{transport}://127.0.0.1:{port}", "LOGS_SPILL_DIR": "/tmp/flightrec-test-spill"}
+
+
+def test_every_record_of_an_invocation_reaches_syslog_with_its_request_id(rsyslog):
+    # GIVEN a function that logs 3 lines (+ a warning, an exception and a print) and syslog over TCP
+    with emulator("handlers.logs.handler", REPO, env=_syslog_env(rsyslog), function_name="logs") as emu:
+        result = emu.invoke({"lines": 3})
+        # WHEN the invocation is answered
+        assert result.ok
+        # THEN its records are in rsyslog: start, 3 lines, warning, exception, print, end, report = 9
+        messages = rsyslog.wait_for(9, where=lambda m: m["sd"].get("lambda@32473", {}).get("requestId")
+                                    == result.request_id)
+    kinds = [m["msgid"] for m in messages]
+    assert kinds.count("log") == 6
+    assert kinds[0] == "start" and kinds[-2:] == ["end", "report"]
+    assert {m["app_name"] for m in messages} == {"logs"}
+    bodies = [json.loads(m["msg"]) for m in messages]
+    assert [b["message"] for b in bodies if b["logger"] == "handlers.logs"][:3] == [
+        "line 1 of 3", "line 2 of 3", "line 3 of 3"]
+    report = bodies[-1]
+    assert report["status"] == "success" and report["cold_start"] is True
+    assert report["init_duration_ms"] > 0 and report["duration_ms"] > 0
+    assert len({b["record_id"] for b in bodies}) == 9
+
+
+def test_secrets_in_the_event_never_reach_syslog(rsyslog):
+    with emulator("handlers.echo.handler", REPO, env=_syslog_env(rsyslog), function_name="echo") as emu:
+        result = emu.invoke({"user": "ada", "password": "hunter2-secret", "headers": {"Authorization": "Bearer abc"}})
+        messages = rsyslog.wait_for(3, where=lambda m: m["sd"].get("lambda@32473", {}).get("requestId")
+                                    == result.request_id)
+    start = json.loads(next(m["msg"] for m in messages if m["msgid"] == "start"))
+    assert start["event"]["event"]["user"] == "ada"
+    assert start["event"]["event"]["password"] == "[REDACTED]"
+    raw = " ".join(m["msg"] for m in messages)
+    assert "hunter2-secret" not in raw and "Bearer abc" not in raw
+
+
+def test_an_invocation_error_is_a_record_and_the_report_says_so(rsyslog):
+    with emulator("handlers.raises.handler", REPO, env=_syslog_env(rsyslog, "udp"), function_name="raises") as emu:
+        result = emu.invoke({"kind": "value", "value": 1})
+        messages = rsyslog.wait_for(4, where=lambda m: m["sd"].get("lambda@32473", {}).get("requestId")
+                                    == result.request_id)
+    by_kind = {m["msgid"]: json.loads(m["msg"]) for m in messages}
+    assert by_kind["invocation_error"]["error_type"] == "ValueError"
+    assert by_kind["invocation_error"]["level"] == "ERROR"
+    assert by_kind["report"]["status"] == "error"
+    assert by_kind["report"]["error_type"] == "ValueError"
+    assert messages[0]["severity"] == 6  # start: INFO
+    assert next(m for m in messages if m["msgid"] == "invocation_error")["severity"] == 3
