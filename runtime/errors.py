@@ -58,6 +58,12 @@ class ModuleShadowed(RuntimeFault):
     error_type = "Runtime.ModuleNameConflict"
 
 
+class InvalidConfiguration(RuntimeFault):
+    """An environment variable of the runtime has a value it cannot use; the message names the variable."""
+
+    error_type = "Runtime.InvalidConfiguration"
+
+
 class UnmarshalError(RuntimeFault):
     error_type = "Runtime.UnmarshalError"
 

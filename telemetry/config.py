@@ -123,6 +123,8 @@ class TelemetryConfig:
     # PostgreSQL
     database_url: str | None = None  # LOGS_DATABASE_URL (libpq URL or key=value DSN)
     database_secret_id: str | None = None  # LOGS_DATABASE_SECRET_ID: read via the Parameters and Secrets extension
+    secrets_extension_port: int = 2773  # PARAMETERS_SECRETS_EXTENSION_HTTP_PORT (the extension's own variable)
+    aws_session_token: str = ""  # AWS_SESSION_TOKEN: the extension's request token
     table: str = "logs"  # LOGS_TABLE (optionally schema-qualified)
     auto_migrate: bool = False  # LOGS_AUTO_MIGRATE: create/upgrade the table at init (demos, tests)
     database_connect_timeout_s: int = 3  # LOGS_DATABASE_CONNECT_TIMEOUT
@@ -188,6 +190,8 @@ class TelemetryConfig:
             syslog_level=r.level("SYSLOG_LEVEL", logging.NOTSET),
             database_url=r.optional("LOGS_DATABASE_URL"),
             database_secret_id=r.optional("LOGS_DATABASE_SECRET_ID"),
+            secrets_extension_port=r.integer("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", 2773, minimum=1),
+            aws_session_token=env.get("AWS_SESSION_TOKEN", ""),
             table=r.text("LOGS_TABLE", "logs"),
             auto_migrate=r.flag("LOGS_AUTO_MIGRATE", False),
             database_connect_timeout_s=r.integer("LOGS_DATABASE_CONNECT_TIMEOUT", 3, minimum=1),

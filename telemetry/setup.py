@@ -7,6 +7,7 @@ Imports: `telemetry.*`, `runtime.model`, `runtime.dispatch` (types only).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -52,6 +53,12 @@ def _sinks(cfg: TelemetryConfig, stdout_fd: int) -> list[SinkHandler]:
 
         sinks.append(SyslogHandler.from_config(cfg, PendingBuffer(
             "syslog", cfg.buffer_max_records, cfg.spill_dir, cfg.spill_max_bytes)))
+    if cfg.database_secret_id and not cfg.database_url:
+        from telemetry.secrets import database_url_from_secret, fetch_secret_string
+
+        secret = fetch_secret_string(cfg.database_secret_id, port=cfg.secrets_extension_port,
+                                     token=cfg.aws_session_token)
+        cfg = dataclasses.replace(cfg, database_url=database_url_from_secret(secret))
     if cfg.database_url:
         from telemetry.postgres import PostgresHandler
 

@@ -320,3 +320,12 @@ def test_records_carry_the_request_id_and_print_is_captured():
     caught = next(r for r in records if r["message"] == "caught and logged")
     assert caught["exception"]["type"] == "ZeroDivisionError"
     assert next(r for r in records if r["message"] == "line 1 of 2")["line_no"] == 1
+
+
+def test_a_bad_telemetry_variable_is_an_init_error_naming_it():
+    with emulator("handlers.echo.handler", env={"LOGS_POLICY": "paranoid"}) as emu:
+        result = emu.invoke({})
+        posted = [p for p in emu.posts if p.kind == "init_error"]
+    assert result.json()["errorType"] == "Runtime.InvalidConfiguration"
+    assert "LOGS_POLICY" in result.json()["errorMessage"]
+    assert posted[0].header("Lambda-Runtime-Function-Error-Type") == "Runtime.InvalidConfiguration"
