@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 DEFAULT_REDACT_KEYS = (
     "password", "passwd", "secret", "token", "authorization", "cookie", "set-cookie", "api_key", "apikey",
@@ -26,6 +27,7 @@ _LEVELS = {"TRACE": logging.DEBUG, "DEBUG": logging.DEBUG, "INFO": logging.INFO,
 _FACILITIES = {"kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6, "news": 7,
                "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11, **{f"local{i}": 16 + i for i in range(8)}}
 _TRUE = {"1", "true", "yes", "on"}
+_OTEL_EXPORTERS = ("otlp", "console", "none")
 _FALSE = {"0", "false", "no", "off", ""}
 
 
@@ -71,6 +73,19 @@ class _Reader:
         if raw not in _LEVELS:
             raise TelemetryConfigError(f"{name} must be one of {', '.join(sorted(_LEVELS))}, got {raw!r}")
         return _LEVELS[raw]
+
+    def pairs(self, name: str) -> tuple[tuple[str, str], ...]:
+        """`k1=v1,k2=v2` with URL-encoded values (OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS)."""
+        out: list[tuple[str, str]] = []
+        for item in self.env.get(name, "").split(","):
+            if not item.strip():
+                continue
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                # the value may be a secret (an API key header): name the variable, never echo it
+                raise TelemetryConfigError(f"{name} must be a comma-separated list of key=value pairs")
+            out.append((unquote(key.strip()), unquote(value.strip())))
+        return tuple(out)
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         raw = self.env.get(name, "").strip()
@@ -131,6 +146,26 @@ class TelemetryConfig:
     database_level: int = logging.NOTSET  # LOGS_DATABASE_LEVEL: minimum level stored
     batch_size: int = 1000  # LOGS_BATCH_SIZE: rows per INSERT
 
+    # OpenTelemetry spans and metrics (telemetry/otel.py). Nothing is exported, and the SDK is not even imported,
+    # unless an exporter or an OTLP endpoint is set explicitly: there is no default localhost collector.
+    otel_service_name: str = ""  # OTEL_SERVICE_NAME: default the function name
+    otel_traces_exporter: str = "none"  # OTEL_TRACES_EXPORTER: otlp | console | none (otlp if an endpoint is set)
+    otel_metrics_exporter: str = "none"  # OTEL_METRICS_EXPORTER: otlp | console | none (same default)
+    otel_endpoint: str | None = None  # OTEL_EXPORTER_OTLP_ENDPOINT: base URL; /v1/traces and /v1/metrics are appended
+    otel_traces_endpoint: str | None = None  # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: full URL, wins over the base
+    otel_metrics_endpoint: str | None = None  # OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: full URL, wins over the base
+    otel_protocol: str = "http/protobuf"  # OTEL_EXPORTER_OTLP_PROTOCOL: http/protobuf | grpc (needs the grpc exporter)
+    otel_headers: tuple[tuple[str, str], ...] = ()  # OTEL_EXPORTER_OTLP_HEADERS: k=v,... (URL-encoded values)
+    otel_resource_attributes: tuple[tuple[str, str], ...] = ()  # OTEL_RESOURCE_ATTRIBUTES: k=v,...
+    otel_propagators: tuple[str, ...] = ("tracecontext", "baggage")  # OTEL_PROPAGATORS: tracecontext,baggage,xray,none
+    otel_export_timeout_ms: int = 1000  # TELEMETRY_OTLP_TIMEOUT_MS: one export, retries included
+    otel_traceparent_from_event: bool = False  # TELEMETRY_TRACEPARENT_FROM_EVENT: parent from an HTTP event's header
+    otel_xray_sampled: bool = False  # TELEMETRY_XRAY_SAMPLED: obey Sampled=0 of Lambda-Runtime-Trace-Id (see tracing)
+
+    @property
+    def otel_enabled(self) -> bool:
+        return self.otel_traces_exporter != "none" or self.otel_metrics_exporter != "none"
+
     @property
     def strict(self) -> bool:
         return self.policy == "strict"
@@ -156,6 +191,10 @@ class TelemetryConfig:
         redact = r.optional("LOGS_REDACT_KEYS")
         lifecycle_raw = env.get("LOGS_LIFECYCLE")
         function_name = r.text("AWS_LAMBDA_FUNCTION_NAME")
+        otlp_base = r.optional("OTEL_EXPORTER_OTLP_ENDPOINT")
+        otlp_traces = r.optional("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        otlp_metrics = r.optional("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+        propagators = tuple(p.strip().lower() for p in r.text("OTEL_PROPAGATORS", "tracecontext,baggage").split(","))
         return cls(
             function_name=function_name,
             function_version=r.text("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
@@ -197,4 +236,19 @@ class TelemetryConfig:
             database_connect_timeout_s=r.integer("LOGS_DATABASE_CONNECT_TIMEOUT", 3, minimum=1),
             database_level=r.level("LOGS_DATABASE_LEVEL", logging.NOTSET),
             batch_size=r.integer("LOGS_BATCH_SIZE", 1000, minimum=1),
+            otel_service_name=r.text("OTEL_SERVICE_NAME", function_name),
+            otel_traces_exporter=r.choice(
+                "OTEL_TRACES_EXPORTER", "otlp" if otlp_base or otlp_traces else "none", _OTEL_EXPORTERS),
+            otel_metrics_exporter=r.choice(
+                "OTEL_METRICS_EXPORTER", "otlp" if otlp_base or otlp_metrics else "none", _OTEL_EXPORTERS),
+            otel_endpoint=otlp_base,
+            otel_traces_endpoint=otlp_traces,
+            otel_metrics_endpoint=otlp_metrics,
+            otel_protocol=r.choice("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf", ("http/protobuf", "grpc")),
+            otel_headers=r.pairs("OTEL_EXPORTER_OTLP_HEADERS"),
+            otel_resource_attributes=r.pairs("OTEL_RESOURCE_ATTRIBUTES"),
+            otel_propagators=tuple(p for p in propagators if p),
+            otel_export_timeout_ms=r.integer("TELEMETRY_OTLP_TIMEOUT_MS", 1000, minimum=1),
+            otel_traceparent_from_event=r.flag("TELEMETRY_TRACEPARENT_FROM_EVENT", False),
+            otel_xray_sampled=r.flag("TELEMETRY_XRAY_SAMPLED", False),
         )
