@@ -144,7 +144,7 @@ class Emulator:
         if self._supervisor is not None:
             self._supervisor.stop(graceful, self.shutdown_grace_s)
         self.extensions.close()
-        self._backend.book.close()
+        self._backend.close()
         if self._server is not None:
             self._server.shutdown()
             self._server.close_connections()

@@ -465,10 +465,10 @@ class Backend:
         taken = self._book.wait_for(
             lambda: inv.dispatched_at is not None or inv.outcome is not None, self.config.init_timeout_s
         )
+        if inv.outcome is not None or self._book.closed:
+            return
         if not taken:
             self._time_out(inv)
-            return
-        if inv.outcome is not None:
             return
         assert inv.dispatched_at is not None
         deadline = inv.dispatched_at + self.config.timeout_s
@@ -477,7 +477,7 @@ class Backend:
         )
         if inv.stream is not None:
             self._relay(inv, inv.stream, sink, deadline)
-        elif not answered:
+        elif not answered and not self._book.closed:
             self._time_out(inv)
 
     def _relay(self, inv: Invocation, relay: StreamRelay, sink: InvokeSink, deadline: float) -> None:
@@ -500,7 +500,8 @@ class Backend:
                 relay.abandon()
                 invoker_gone = True
                 break
-        if not self._book.wait_for(lambda: inv.outcome is not None, max(0.0, deadline - time.monotonic())):
+        ended = self._book.wait_for(lambda: inv.outcome is not None, max(0.0, deadline - time.monotonic()))
+        if not ended and not self._book.closed:
             self._time_out(inv)
         if invoker_gone:
             return
@@ -567,6 +568,11 @@ class Backend:
         """How a dispatched invocation ended (None while running or unknown)."""
         inv = self._book.lookup(request_id)
         return None if inv is None else inv.outcome
+
+    def close(self, drain_s: float = 2.0) -> None:
+        """Stop serving: release every waiter, then give in-flight invokes a moment to send their answers."""
+        self._book.close()
+        self._turn.wait_idle(drain_s)
 
     @property
     def book(self) -> InvocationBook:

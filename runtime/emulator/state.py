@@ -243,3 +243,8 @@ class FifoTurn:
         with self._cond:
             self._serving += 1
             self._cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no invoke holds or awaits its turn; True when idle."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._serving == self._next_ticket, timeout)

@@ -351,3 +351,18 @@ def test_client_context_header_is_base64_of_json() -> None:
     encoded = encode_client_context({"custom": {"a": 1}})
     assert encoded is not None
     assert json.loads(base64.b64decode(encoded)) == {"custom": {"a": 1}}
+
+
+def test_stopping_with_an_invocation_in_flight_answers_it_without_a_false_timeout(pool: ThreadPoolExecutor) -> None:
+    emu = Emulator(spawn=False, timeout_s=30, platform_sink=lambda _: None).start()
+    pending = _invoke(pool, emu)
+    runtime = RawRuntime(emu.runtime_api)
+    request_id, _, _ = runtime.next()
+    # WHEN the emulator stops while the runtime still holds the invocation
+    emu.stop()
+    result = pending.result(timeout=5)
+    # THEN the invoker is answered (the runtime is gone) and no timeout is claimed
+    assert result.function_error == "Unhandled"
+    assert result.json()["errorType"] == "Runtime.ExitError"
+    assert not any("Task timed out" in line for line in emu.platform_lines)
+    assert emu.platform_lines[-1].startswith(f"REPORT RequestId: {request_id}\t")
