@@ -9,6 +9,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+_TRUE = ("1", "true", "yes", "on")
+
 
 class ConfigError(Exception):
     """The environment cannot describe a runnable function (e.g. no Runtime API address)."""
@@ -27,6 +29,7 @@ class RuntimeConfig:
     region: str | None = None
     initialization_type: str = "on-demand"
     max_concurrency: int = 1
+    shutdown_extension: bool = False  # FLIGHTREC_SHUTDOWN_EXTENSION=1: register so that SIGTERM arrives at shutdown
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RuntimeConfig:
@@ -53,4 +56,5 @@ class RuntimeConfig:
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
             initialization_type=env.get("AWS_LAMBDA_INITIALIZATION_TYPE") or "on-demand",
             max_concurrency=concurrency,
+            shutdown_extension=env.get("FLIGHTREC_SHUTDOWN_EXTENSION", "").strip().lower() in _TRUE,
         )

@@ -6,6 +6,7 @@ Each test states the records logged and the records delivered.
 from __future__ import annotations
 
 import json
+import time
 
 from tests.integration.conftest import REPO, emulator
 
@@ -61,3 +62,40 @@ def test_an_invocation_error_is_a_record_and_the_report_says_so(rsyslog):
     assert by_kind["report"]["error_type"] == "ValueError"
     assert messages[0]["severity"] == 6  # start: INFO
     assert next(m for m in messages if m["msgid"] == "invocation_error")["severity"] == 3
+
+
+def test_sigterm_at_shutdown_flushes_records_a_down_sink_still_held(private_rsyslog):
+    """Delivered: all 9 records of the invocation. Lost: none. rsyslog is down while the invocation runs, comes
+    back, and the records reach it only because the runtime, registered as an extension, gets SIGTERM at shutdown
+    and flushes (the sink is backing off, so no later invocation would have retried in time)."""
+    rsyslog = private_rsyslog
+    env = {**_syslog_env(rsyslog), "FLIGHTREC_SHUTDOWN_EXTENSION": "1", "TELEMETRY_FLUSH_BUDGET_MS": "200"}
+    with emulator("handlers.logs.handler", REPO, env=env, function_name="logs") as emu:
+        emu.invoke({"lines": 1})  # warm: connection established
+        rsyslog.kill()
+        result = emu.invoke({"lines": 3})
+        assert result.ok  # the sink being down never fails the invocation
+        rsyslog.restart()
+        assert emu.extensions.names == ["flightrec-shutdown"]
+    # the emulator's stop sent SIGTERM (an extension registered), and the runtime flushed before exiting
+    messages = rsyslog.wait_for(9, where=lambda m: m["sd"].get("lambda@32473", {}).get("requestId")
+                                == result.request_id)
+    assert len(messages) == 9
+
+
+def test_without_the_extension_records_a_down_sink_held_die_with_the_sigkill(private_rsyslog):
+    """The control for the test above. Delivered: 0 of 9. Lost: 9 — Lambda (and the emulator) SIGKILLs a runtime
+    with no registered extension, and records held only in memory die with it (the documented window)."""
+    rsyslog = private_rsyslog
+    env = {**_syslog_env(rsyslog), "TELEMETRY_FLUSH_BUDGET_MS": "200", "TELEMETRY_FLUSH_INTERVAL_MS": "60000"}
+    with emulator("handlers.logs.handler", REPO, env=env, function_name="logs") as emu:
+        emu.invoke({"lines": 1})
+        rsyslog.kill()
+        result = emu.invoke({"lines": 3})
+        assert result.ok
+        rsyslog.restart()
+        assert emu.extensions.names == []
+    rsyslog.wait_for(0)
+    time.sleep(1.0)  # nothing more will come: the process is gone
+    assert [m for m in rsyslog.messages()
+            if m["sd"].get("lambda@32473", {}).get("requestId") == result.request_id] == []
