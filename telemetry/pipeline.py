@@ -126,7 +126,8 @@ class LogPipeline:
         return {
             "type": getattr(etype, "__name__", str(etype)),
             "message": self.redactor.text(str(value)),
-            "stack": "".join(traceback.format_exception(etype, value, tb)),
+            # the formatted stack ends with the exception's message: redact it as well
+            "stack": self.redactor.text("".join(traceback.format_exception(etype, value, tb))),
         }
 
     # -- the loop's side ---------------------------------------------------------------------------------------
@@ -171,7 +172,8 @@ class LogPipeline:
         result = self.flush(timeout_s, force=True)
         self._stopping = True
         self._wake.set()
-        self._thread.join(0.2)
+        if self._thread.is_alive():  # join() raises on a thread that was never started
+            self._thread.join(0.2)
         for sink in self.sinks:
             try:
                 sink.close()

@@ -127,7 +127,7 @@ class EventFormatter(MsgspecFormatter):
         self.add_fields(event, record, message_dict)
         try:
             data = self._encoder.encode(event)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):  # RecursionError: a self-referencing extra
             event = {key: _json_safe(value) if key not in FIELDS else value for key, value in event.items()}
             data = self._encoder.encode(event)
         return Rendered(event=event, data=data, levelno=record.levelno)

@@ -99,10 +99,12 @@ class PendingBuffer:
                 spill.seek(self._read_offset)
                 while want > 0 and self._spill_count:
                     header = spill.read(_HEADER.size)
-                    if len(header) < _HEADER.size:
-                        break
+                    if len(header) < _HEADER.size:  # the file lost records it still owes: count them as dropped
+                        raise OSError(f"spill file truncated at byte {self._read_offset}")
                     length, levelno = _HEADER.unpack(header)
                     data = spill.read(length)
+                    if len(data) < length:
+                        raise OSError(f"spill file truncated at byte {self._read_offset}")
                     event: dict[str, Any] = msgspec.json.decode(data)
                     self._memory.append(Rendered(event=event, data=data, levelno=levelno))
                     self._read_offset += _HEADER.size + length
