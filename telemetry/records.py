@@ -45,7 +45,10 @@ FIELDS: tuple[str, ...] = (
 )
 
 # Attributes the runtime stamps on a LogRecord; never treated as user `extra=` fields.
-STAMPED = frozenset({"flightrec", "flightrec_kind", "flightrec_fields", "flightrec_seq", "flightrec_exc"})
+STAMPED = frozenset({
+    "flightrec", "flightrec_kind", "flightrec_fields", "flightrec_seq", "flightrec_exc", "flightrec_span",
+    "flightrec_rendered",
+})
 _RESERVED = frozenset(RESERVED_ATTRS) | STAMPED | {"message", "asctime"}
 
 

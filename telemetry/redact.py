@@ -15,7 +15,8 @@ from typing import Any
 REDACTED = "[REDACTED]"
 PARSE_LIMIT_BYTES = 256 * 1024  # events larger than this are summarised by size only: parsing them costs too much
 _MAX_DEPTH = 32
-_URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/\s@]*:)[^@\s/]+@")  # scheme://user:PASSWORD@host
+# scheme://user:PASSWORD@host — greedy up to the last "@" of the token, so passwords holding "/" or "@" are covered
+_URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/\s@]*:)\S+@")
 
 
 class Redactor:
