@@ -37,6 +37,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "invoke": Subcommand(
         "runtime.emulator.cli:configure_invoke", "invoke a handler once (or --repeat N) through the real runtime"
     ),
+    "package": Subcommand("runtime.package:configure", "build the deployment zip (or a layer) for a Lambda target"),
 }
 
 Configure = Callable[[argparse.ArgumentParser], None]
