@@ -26,6 +26,7 @@ from telemetry.records import RUNTIME, EventFormatter
 from telemetry.redact import Redactor
 from telemetry.sink import SinkHandler
 
+DRAIN_CHUNK = 2000  # records rendered between two ships; below every sink's memory buffer by default
 SpanIds = Callable[[], tuple[str, str] | None]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
 
@@ -214,8 +215,15 @@ class LogPipeline:
                     sink.retry_now()
         else:
             deadline = now + (self._margin * 0.8 if guard_fired else self._interval)
-        self._drain()
-        incomplete = tuple(s.name_for_logs for s in self.sinks if not s.ship(deadline))
+        self._draining = True
+        try:
+            while True:  # render and ship in chunks, so a burst never overfills a sink's memory buffer
+                self._drain(DRAIN_CHUNK)
+                incomplete = tuple(s.name_for_logs for s in self.sinks if not s.ship(deadline))
+                if not self._queue or time.monotonic() >= deadline:
+                    break
+        finally:
+            self._draining = False
         self._count_drops()
         strict_ok = not any(s.strict_capable and len(s.pending) for s in self.sinks)
         for request in requests:
@@ -224,23 +232,19 @@ class LogPipeline:
             request.strict_ok = strict_ok
             request.done.set()
 
-    def _drain(self) -> None:
-        self._draining = True
-        try:
-            render = self.formatter.render
-            sinks = self.sinks
-            while self._queue:
-                record = self._queue.popleft()
-                try:
-                    rendered = render(record)
-                except Exception as exc:
-                    self._diagnose(f"a log record could not be rendered and was dropped: {exc}")
-                    self._dropped.append(1)
-                    continue
-                for sink in sinks:
-                    sink.accept(rendered)
-        finally:
-            self._draining = False
+    def _drain(self, limit: int) -> None:
+        render = self.formatter.render
+        sinks = self.sinks
+        for _ in range(min(limit, len(self._queue))):
+            record = self._queue.popleft()
+            try:
+                rendered = render(record)
+            except Exception as exc:
+                self._diagnose(f"a log record could not be rendered and was dropped: {exc}")
+                self._dropped.append(1)
+                continue
+            for sink in sinks:
+                sink.accept(rendered)
 
     def _guard_record(self, ctx: LogContext) -> None:
         record = logging.LogRecord(

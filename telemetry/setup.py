@@ -22,7 +22,7 @@ from runtime.model import ErrorReport, Invocation
 from telemetry.capture import LineCapture
 from telemetry.config import TelemetryConfig
 from telemetry.lifecycle import InvocationRecorder
-from telemetry.pipeline import LogPipeline
+from telemetry.pipeline import DRAIN_CHUNK, LogPipeline
 from telemetry.records import EventFormatter
 from telemetry.redact import Redactor
 from telemetry.sink import SinkHandler
@@ -43,16 +43,21 @@ class Telemetry:
     pipeline: LogPipeline
 
 
+def _pending(name: str, cfg: TelemetryConfig) -> PendingBuffer:
+    pending = PendingBuffer(name, cfg.buffer_max_records, cfg.spill_dir, cfg.spill_max_bytes)
+    pending.adopt_orphans()  # records a killed predecessor spilled are delivered by this process
+    return pending
+
+
 def _sinks(cfg: TelemetryConfig, stdout_fd: int) -> list[SinkHandler]:
     sinks: list[SinkHandler] = []
     if cfg.stdout_enabled:
         sinks.append(StdoutSink(stdout_fd, text_format=cfg.log_format == "Text", lifecycle=cfg.stdout_lifecycle,
-                                max_items=cfg.buffer_max_records))
+                                max_items=max(cfg.buffer_max_records, DRAIN_CHUNK)))  # stdout cannot spill
     if cfg.syslog_url:
         from telemetry.syslog import SyslogHandler
 
-        sinks.append(SyslogHandler.from_config(cfg, PendingBuffer(
-            "syslog", cfg.buffer_max_records, cfg.spill_dir, cfg.spill_max_bytes)))
+        sinks.append(SyslogHandler.from_config(cfg, _pending("syslog", cfg)))
     if cfg.database_secret_id and not cfg.database_url:
         from telemetry.secrets import database_url_from_secret, fetch_secret_string
 
@@ -62,8 +67,7 @@ def _sinks(cfg: TelemetryConfig, stdout_fd: int) -> list[SinkHandler]:
     if cfg.database_url:
         from telemetry.postgres import PostgresHandler
 
-        sinks.append(PostgresHandler.from_config(cfg, PendingBuffer(
-            "postgres", cfg.buffer_max_records, cfg.spill_dir, cfg.spill_max_bytes)))
+        sinks.append(PostgresHandler.from_config(cfg, _pending("postgres", cfg)))
     return sinks
 
 

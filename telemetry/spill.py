@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import struct
 from collections import deque
 from typing import Any
@@ -20,6 +21,16 @@ import msgspec
 from telemetry.records import Rendered
 
 _HEADER = struct.Struct(">IB")  # length of the JSON, then the level number
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class PendingBuffer:
@@ -39,12 +50,53 @@ class PendingBuffer:
         self._spill_count = 0
         self._spill_bytes = 0
         self._read_offset = 0
+        self._peeked_sizes: list[int] = []  # on-disk sizes of the spilled records the last `peek` returned
         self.dropped = 0  # since the last `take_dropped()`
         self.dropped_total = 0
         self.spilled_total = 0
 
     def __len__(self) -> int:
         return len(self._memory) + self._spill_count
+
+    def adopt_orphans(self) -> int:
+        """Take over spill files that dead runtime processes of this environment left in the spill directory
+        (a runtime killed at its deadline, or replaced after a crash); returns how many records were adopted.
+
+        Call it once, at init, before anything is appended. A file named with our own pid is an orphan too: pids
+        repeat inside a Lambda sandbox. Another live process's file is never touched; a concurrent adopter loses
+        the rename race and skips the file.
+        """
+        if not self._spill_dir or self._spill_path is None:
+            return 0
+        try:
+            names = sorted(os.listdir(self._spill_dir))
+        except OSError:
+            return 0
+        pattern = re.compile(rf"{re.escape(self.name)}-(\d+)\.spill")
+        adopted = 0
+        for fname in names:
+            match = pattern.fullmatch(fname)
+            if match is None or (int(match[1]) != os.getpid() and _alive(int(match[1]))):
+                continue
+            path = os.path.join(self._spill_dir, fname)
+            claimed = f"{path}.adopted-by-{os.getpid()}"
+            try:
+                os.rename(path, claimed)
+                with open(claimed, "rb") as orphan:
+                    data = orphan.read()
+                os.unlink(claimed)
+            except OSError:
+                continue
+            offset = 0
+            while offset + _HEADER.size <= len(data):
+                length, levelno = _HEADER.unpack_from(data, offset)
+                body = data[offset + _HEADER.size : offset + _HEADER.size + length]
+                if len(body) < length:
+                    break  # a torn last record: the writer died mid-write
+                self._spill(Rendered(event={}, data=body, levelno=levelno))
+                offset += _HEADER.size + length
+                adopted += 1
+        return adopted
 
     @property
     def spilled(self) -> int:
@@ -82,42 +134,68 @@ class PendingBuffer:
         return n
 
     def peek(self, n: int) -> list[Rendered]:
-        """The oldest `n` records (or fewer), refilling memory from the spill file when memory runs dry."""
-        if len(self._memory) < n and self._spill_count:
-            self._refill(n - len(self._memory))
-        return [self._memory[i] for i in range(min(n, len(self._memory)))]
+        """The oldest `n` records (or fewer): memory first, then read from the spill file without consuming it.
+
+        Spilled records stay on disk until `ack`: a process killed while a sink is down keeps them for its
+        successor (see `adopt_orphans`).
+        """
+        items = [self._memory[i] for i in range(min(n, len(self._memory)))]
+        if len(items) < n and self._spill_count:
+            items.extend(self._read_spill(n - len(items)))
+        return items
 
     def ack(self, n: int) -> None:
         """The first `n` records were delivered (or given up on); forget them."""
-        for _ in range(min(n, len(self._memory))):
+        from_memory = min(n, len(self._memory))
+        for _ in range(from_memory):
             self._memory.popleft()
+        rest = n - from_memory
+        if rest <= 0 or not self._spill_count:
+            return
+        sizes = self._peeked_sizes[:rest]
+        if len(sizes) < rest:  # acked more than was peeked: learn the sizes from the file
+            self._read_spill(rest)
+            sizes = self._peeked_sizes[:rest]
+        consumed = sum(sizes)
+        self._read_offset += consumed
+        self._spill_bytes -= consumed
+        self._spill_count -= len(sizes)
+        self._peeked_sizes = []
+        if self._spill_count <= 0:
+            self._reset_spill()
 
-    def _refill(self, want: int) -> None:
+    def _read_spill(self, want: int) -> list[Rendered]:
         assert self._spill_path is not None
+        items: list[Rendered] = []
+        sizes: list[int] = []
+        offset = self._read_offset
         try:
             with open(self._spill_path, "rb") as spill:
-                spill.seek(self._read_offset)
-                while want > 0 and self._spill_count:
+                spill.seek(offset)
+                while len(items) < min(want, self._spill_count):
                     header = spill.read(_HEADER.size)
                     if len(header) < _HEADER.size:  # the file lost records it still owes: count them as dropped
-                        raise OSError(f"spill file truncated at byte {self._read_offset}")
+                        raise OSError(f"spill file truncated at byte {offset}")
                     length, levelno = _HEADER.unpack(header)
                     data = spill.read(length)
                     if len(data) < length:
-                        raise OSError(f"spill file truncated at byte {self._read_offset}")
+                        raise OSError(f"spill file truncated at byte {offset}")
                     event: dict[str, Any] = msgspec.json.decode(data)
-                    self._memory.append(Rendered(event=event, data=data, levelno=levelno))
-                    self._read_offset += _HEADER.size + length
-                    self._spill_count -= 1
-                    self._spill_bytes -= _HEADER.size + length
-                    want -= 1
+                    items.append(Rendered(event=event, data=data, levelno=levelno))
+                    sizes.append(_HEADER.size + length)
+                    offset += _HEADER.size + length
         except (OSError, msgspec.DecodeError) as exc:
             logging.getLogger("flightrec.spill").debug("spill file unreadable: %s", exc)
-            self._drop(self._spill_count)
-            self._spill_count = 0
-            self._spill_bytes = 0
-        if self._spill_count == 0:
-            self._read_offset = 0
-            self._spill_bytes = 0
+            self._drop(self._spill_count - len(items))
+            self._spill_count = len(items)  # what was read is still owed; the unreadable rest is counted as lost
+        self._peeked_sizes = sizes
+        return items
+
+    def _reset_spill(self) -> None:
+        self._spill_count = 0
+        self._read_offset = 0
+        self._spill_bytes = 0
+        self._peeked_sizes = []
+        if self._spill_path is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self._spill_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +35,9 @@ def emulator(handler: str, task_root: Path = REPO, **kwargs: object) -> Iterator
     """An emulator running the real bootstrap, capturing its output and platform lines."""
     platform: list[str] = []
     kwargs.setdefault("timeout_s", 5.0)
+    env = dict(kwargs.pop("env", None) or {})  # type: ignore[call-overload]
+    env.setdefault("LOGS_SPILL_DIR", tempfile.mkdtemp(prefix="flightrec-spill-"))  # no test adopts another's spill
+    kwargs["env"] = env
     with Emulator(handler=handler, task_root=task_root, capture_output=True, platform_sink=platform.append,
                   **kwargs) as emu:  # type: ignore[arg-type]
         emu.test_platform_lines = platform  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ from tests.integration.conftest import REPO, emulator
 
 def _syslog_env(rsyslog, transport: str = "tcp") -> dict[str, str]:
     port = {"tcp": rsyslog.tcp_port, "udp": rsyslog.udp_port}[transport]
-    return {"SYSLOG_URL": f"{transport}://127.0.0.1:{port}", "LOGS_SPILL_DIR": "/tmp/flightrec-test-spill"}
+    return {"SYSLOG_URL": f"{transport}://127.0.0.1:{port}"}
 
 
 def test_every_record_of_an_invocation_reaches_syslog_with_its_request_id(rsyslog):
@@ -99,3 +99,34 @@ def test_without_the_extension_records_a_down_sink_held_die_with_the_sigkill(pri
     time.sleep(1.0)  # nothing more will come: the process is gone
     assert [m for m in rsyslog.messages()
             if m["sd"].get("lambda@32473", {}).get("requestId") == result.request_id] == []
+
+
+def test_records_spilled_by_a_runtime_killed_at_its_deadline_are_delivered_by_its_successor(private_rsyslog, task_root):
+    """rsyslog is down; the handler logs 10 lines and sleeps past its deadline; the memory buffer holds 2 records,
+    the rest spill to disk; the emulator kills the process. Delivered: the 10 spilled records (lines 2-10 and the
+    deadline warning), by the next runtime process, which adopts the dead one's spill file. Lost: 2 (start and
+    line 1, held only in memory when the SIGKILL came)."""
+    rsyslog = private_rsyslog
+    root = task_root("spiller", """
+        import logging, time
+        log = logging.getLogger("spiller")
+        def handler(event, context):
+            if event.get("sleep"):
+                for i in range(10):
+                    log.info("line %d", i + 1)
+                time.sleep(30)
+            return "ok"
+    """)
+    env = {**_syslog_env(rsyslog), "LOGS_BUFFER_MAX_RECORDS": "2", "TELEMETRY_FLUSH_INTERVAL_MS": "60000"}
+    rsyslog.kill()
+    with emulator("spiller.handler", root, env=env, timeout_s=2.0, function_name="spiller") as emu:
+        killed = emu.invoke({"sleep": True})
+        assert "Task timed out" in killed.json()["errorMessage"]
+        rsyslog.restart()
+        assert emu.invoke({}).ok  # a new process: adopts the spill at init, ships it after this invocation
+        messages = rsyslog.wait_for(10, where=lambda m: m["sd"].get("lambda@32473", {}).get("requestId")
+                                    == killed.request_id)
+    texts = [json.loads(m["msg"])["message"] for m in messages]
+    assert texts[:9] == [f"line {i}" for i in range(2, 11)]
+    assert "about to reach its deadline" in texts[9]
+    assert len(messages) == 10

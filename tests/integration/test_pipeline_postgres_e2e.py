@@ -11,11 +11,9 @@ import psycopg
 
 from tests.integration.conftest import REPO, emulator
 
-SPILL = "/tmp/flightrec-test-spill-pg"
-
 
 def _env(dsn: str, **extra: str) -> dict[str, str]:
-    return {"LOGS_DATABASE_URL": dsn, "LOGS_AUTO_MIGRATE": "1", "LOGS_SPILL_DIR": SPILL, **extra}
+    return {"LOGS_DATABASE_URL": dsn, "LOGS_AUTO_MIGRATE": "1", **extra}
 
 
 def _rows(dsn: str, request_id: str) -> list[tuple]:
