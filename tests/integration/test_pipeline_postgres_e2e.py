@@ -18,6 +18,8 @@ def _env(dsn: str, **extra: str) -> dict[str, str]:
 
 def _rows(dsn: str, request_id: str) -> list[tuple]:
     with psycopg.connect(dsn, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass('logs')").fetchone()[0] is None:
+            return []  # not migrated yet: the first flush may still be connecting
         return conn.execute(
             "SELECT kind, level, message, record_id, status, error_type, cold_start FROM logs "
             "WHERE request_id = %s ORDER BY ts, record_id", (request_id,)).fetchall()
