@@ -37,6 +37,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "invoke": Subcommand(
         "runtime.emulator.cli:configure_invoke", "invoke a handler once (or --repeat N) through the real runtime"
     ),
+    "logs": Subcommand("telemetry.audit:configure", "audit the logs table: one request's records, filters, follow"),
+    "partitions": Subcommand("telemetry.retention:configure", "create partitions ahead, drop expired ones whole"),
+    "report": Subcommand("telemetry.report:configure", "error rate and latency charts for a time range, as HTML"),
     "package": Subcommand("runtime.package:configure", "build the deployment zip (or a layer) for a Lambda target"),
 }
 
