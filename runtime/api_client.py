@@ -15,7 +15,7 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol, cast
+from typing import Protocol
 from urllib.parse import quote
 
 from runtime.errors import RuntimeApiError
@@ -24,7 +24,7 @@ from runtime.model import ERROR_TYPE_HEADER, XRAY_CAUSE_HEADER, ErrorReport, Inv
 API_VERSION = "/2018-06-01"
 _SAFE_ID = re.compile(r"[A-Za-z0-9._~-]+")
 _CONNECT_ATTEMPTS_S = (0.05, 0.1, 0.2, 0.4, 0.8)
-_MAX_HEADER_LINE = 65536 + 2
+_MAX_HEAD_BYTES = 1024 * 1024  # the whole response head; a header over 1 MiB is not a Runtime API
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,11 @@ class Transport(Protocol):
 
 
 class SocketTransport:
-    """HTTP/1.1 over one persistent TCP connection; handles Content-Length, chunked and close-delimited bodies."""
+    """HTTP/1.1 over one persistent TCP connection; handles Content-Length, chunked and close-delimited bodies.
+
+    Responses are read with `recv` into one buffer and parsed with `bytes.find`/`split`: one system call and a
+    handful of C-level operations per typical answer, instead of a readline per header line.
+    """
 
     def __init__(self, address: str) -> None:
         host, _, port = address.rpartition(":")
@@ -54,7 +58,7 @@ class SocketTransport:
         self._address = (host.strip("[]"), int(port))
         self._host_header = address
         self._sock: socket.socket | None = None
-        self._rfile: BinaryIO | None = None
+        self._buf = bytearray()
         self._ever_connected = False
 
     def _connect(self) -> None:
@@ -70,18 +74,16 @@ class SocketTransport:
             sock.settimeout(None)  # no client timeout: /next may legitimately wait for hours
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._sock = sock
-            self._rfile = cast(BinaryIO, sock.makefile("rb", buffering=65536))
+            self._buf = bytearray()
             self._ever_connected = True
             return
         raise RuntimeApiError(f"cannot connect to the Runtime API at {self._host_header}: {last}")
 
     def close(self) -> None:
-        if self._rfile is not None:
-            self._rfile.close()
         if self._sock is not None:
             self._sock.close()
         self._sock = None
-        self._rfile = None
+        self._buf = bytearray()
 
     def request(
         self, method: str, path: str, headers: Sequence[tuple[str, str]] = (), body: bytes = b""
@@ -109,35 +111,60 @@ class SocketTransport:
             self.close()
         return response
 
-    def _readline(self) -> bytes:
-        assert self._rfile is not None
-        line = self._rfile.readline(_MAX_HEADER_LINE)
-        if not line:
-            raise ValueError("the server closed the connection")
-        return line
+    # -- reading ---------------------------------------------------------------------------------------------
+    def _fill(self) -> bool:
+        assert self._sock is not None
+        data = self._sock.recv(65536)
+        if not data:
+            return False
+        self._buf += data
+        return True
+
+    def _read_until(self, marker: bytes, limit: int) -> bytes:
+        start = 0
+        while True:
+            index = self._buf.find(marker, start)
+            if index >= 0:
+                out = bytes(self._buf[:index])
+                del self._buf[: index + len(marker)]
+                return out
+            if len(self._buf) > limit:
+                raise ValueError(f"response head longer than {limit} bytes")
+            start = max(len(self._buf) - len(marker) + 1, 0)
+            if not self._fill():
+                raise ValueError("the server closed the connection")
 
     def _read_exact(self, n: int) -> bytes:
-        assert self._rfile is not None
-        data = self._rfile.read(n)
-        if len(data) != n:
-            raise ValueError(f"response body truncated: expected {n} bytes, got {len(data)}")
-        return data
+        if len(self._buf) >= n:
+            out = bytes(self._buf[:n])
+            del self._buf[:n]
+            return out
+        assert self._sock is not None
+        whole = bytearray(n)  # a large body (a 6 MB event) is received straight into its final buffer
+        have = len(self._buf)
+        whole[:have] = self._buf
+        self._buf = bytearray()
+        view = memoryview(whole)
+        while have < n:
+            got = self._sock.recv_into(view[have:])
+            if not got:
+                raise ValueError(f"response body truncated: expected {n} bytes, got {have}")
+            have += got
+        return bytes(whole)
 
     def _read_response(self) -> Response:
-        status_line = self._readline()
-        parts = status_line.split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
-            raise ValueError(f"malformed status line {status_line[:100]!r}")
+        head = self._read_until(b"\r\n\r\n", _MAX_HEAD_BYTES)
+        lines = head.split(b"\r\n")
+        parts = lines[0].split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+            raise ValueError(f"malformed status line {lines[0][:100]!r}")
         status = int(parts[1])
         headers: dict[str, str] = {}
-        while True:
-            line = self._readline()
-            if line in (b"\r\n", b"\n"):
-                break
-            name, sep, value = line.decode("latin-1").partition(":")
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
             if not sep:
                 raise ValueError(f"malformed header line {line[:100]!r}")
-            headers[name.strip().lower()] = value.strip()
+            headers[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
         if parts[0] == b"HTTP/1.0" and headers.get("connection", "").lower() != "keep-alive":
             headers["connection"] = "close"  # HTTP/1.0 closes after each answer unless it says keep-alive
         if status in (204, 304) or 100 <= status < 200:
@@ -146,22 +173,26 @@ class SocketTransport:
             return Response(status, headers, self._read_chunked())
         length = headers.get("content-length")
         if length is not None:
+            if not length.isdigit():
+                raise ValueError(f"malformed Content-Length {length[:40]!r}")
             return Response(status, headers, self._read_exact(int(length)))
-        assert self._rfile is not None
-        body = self._rfile.read()
+        while self._fill():
+            pass
+        body, self._buf = bytes(self._buf), bytearray()
         headers["connection"] = "close"
         return Response(status, headers, body)
 
     def _read_chunked(self) -> bytes:
         chunks: list[bytes] = []
         while True:
-            size = int(self._readline().split(b";", 1)[0].strip(), 16)
+            size_line = self._read_until(b"\r\n", _MAX_HEAD_BYTES)
+            size = int(size_line.split(b";", 1)[0].strip(), 16)
             if size == 0:
-                while self._readline() not in (b"\r\n", b"\n"):
+                while self._read_until(b"\r\n", _MAX_HEAD_BYTES):
                     pass  # trailers: nothing we need from them
                 return b"".join(chunks)
             chunks.append(self._read_exact(size))
-            self._readline()
+            self._read_until(b"\r\n", 2)
 
 
 class PostResult(enum.Enum):

@@ -102,6 +102,7 @@ class LogPipeline:
         self._draining = False
         self._stopping = False
         self._guard: tuple[float, LogContext] | None = None
+        self._planned_wake = 0.0  # when the shipper will wake by itself (monotonic)
         self._dropped: deque[int] = deque()
         self._thread = threading.Thread(target=self._run, name="flightrec-shipper", daemon=True)
 
@@ -157,8 +158,10 @@ class LogPipeline:
             self._guard = None
             return
         remaining_s = deadline_epoch_ms / 1000 - time.time()
-        self._guard = (time.monotonic() + remaining_s - self._margin, ctx)
-        self._wake.set()
+        fire_at = time.monotonic() + remaining_s - self._margin
+        self._guard = (fire_at, ctx)
+        if fire_at < self._planned_wake:  # the shipper would sleep past it; waking a thread costs tens of µs
+            self._wake.set()
 
     def unwatch_deadline(self) -> None:
         self._guard = None
@@ -187,8 +190,10 @@ class LogPipeline:
         while not self._stopping:
             timeout = self._interval
             guard = self._guard
+            now = time.monotonic()
             if guard is not None:
-                timeout = max(min(timeout, guard[0] - time.monotonic()), 0.0)
+                timeout = max(min(timeout, guard[0] - now), 0.0)
+            self._planned_wake = now + timeout
             self._wake.wait(timeout)
             self._wake.clear()
             try:
