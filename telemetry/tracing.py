@@ -1,0 +1,510 @@
+"""Spans: the resource, the invocation span's attributes and parent, and a span queue emptied only by flushes.
+
+This module imports the OpenTelemetry SDK, so `telemetry.otel` imports it only when spans or metrics are
+configured; with nothing configured none of this is loaded. Exporter packages load later still: `span_exporter`
+is called on the export thread at the first export, after the first response is posted, so the exporter's
+~60 ms of imports never sit on a caller's path.
+
+Event shapes (`detect_trigger`, `traceparent_from_event`) are recognised from a bounded window of the raw body,
+never by parsing it: the handler decodes the event anyway, and a second `json.loads` of a 6 MB event would cost
+the caller tens of milliseconds. Matching whole JSON string tokens (`"aws:sqs"`, quotes included) keeps this
+exact enough: inside a JSON string value every quote is escaped, so a message body that merely mentions
+`aws:sqs` cannot match.
+
+Imports: opentelemetry-api/sdk, stdlib, `runtime.model`, `telemetry.config`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.abc
+import importlib.machinery
+import re
+import sys
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagators.textmap import (
+    CarrierT,
+    Getter,
+    Setter,
+    TextMapPropagator,
+    default_getter,
+    default_setter,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.sdk.version import __version__ as sdk_version
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.util.types import AttributeValue
+
+from runtime.model import Invocation
+from telemetry.config import TelemetryConfig
+
+Attributes = dict[str, AttributeValue]
+
+# faas.trigger values (OpenTelemetry FaaS semantic conventions).
+HTTP = "http"
+PUBSUB = "pubsub"
+DATASOURCE = "datasource"
+TIMER = "timer"
+OTHER = "other"
+
+HEAD_BYTES = 8 * 1024  # where HTTP, EventBridge and the first record's keys live
+TAIL_BYTES = 2 * 1024  # SQS and Kinesis records put eventSource after their (large) payload: the last one is here
+TRACEPARENT_HEAD_BYTES = 32 * 1024  # HTTP events carry their headers (≤ 10 KiB at API Gateway) before the body
+_LEAD_BYTES = 160  # a record batch's first key ("Records", or "eventSource" for Kafka/MQ) is right at the start
+
+# eventSource values of record batches → trigger. SNS spells the key EventSource; the value token is the same.
+_RECORD_SOURCES: tuple[tuple[bytes, str], ...] = (
+    (b'"aws:sqs"', PUBSUB),
+    (b'"aws:sns"', PUBSUB),
+    (b'"aws:kinesis"', PUBSUB),
+    (b'"aws:kafka"', PUBSUB),
+    (b'"SelfManagedKafka"', PUBSUB),
+    (b'"aws:mq"', PUBSUB),
+    (b'"aws:amq"', PUBSUB),
+    (b'"aws:rmq"', PUBSUB),
+    (b'"aws:s3"', DATASOURCE),
+    (b'"aws:dynamodb"', DATASOURCE),
+)
+_TRACEPARENT = re.compile(rb'"traceparent"\s*:\s*"([0-9a-fA-F-]{55})"', re.IGNORECASE)
+_TRACESTATE = re.compile(rb'"tracestate"\s*:\s*"([^"\\]{1,512})"', re.IGNORECASE)
+
+TIMEOUT_ERROR_TYPE = "Sandbox.Timedout"  # what Lambda reports for an invocation that ran out of time
+TENANT_ATTRIBUTE = "aws.lambda.tenant_id"  # no semantic convention yet; aws.lambda.* is the namespace for Lambda
+
+
+# -- event shapes --------------------------------------------------------------------------------------------------
+def detect_trigger(body: bytes) -> str:
+    """`faas.trigger` for an event, from at most `HEAD_BYTES + TAIL_BYTES` of it (microseconds, any event size).
+
+    Record batches are checked first because their payloads are escaped strings (SQS, SNS) or base64 (Kinesis),
+    so they cannot fake an HTTP or EventBridge key, while an EventBridge `detail` or a DynamoDB image is raw JSON
+    that could contain an `httpMethod` key. EventBridge Scheduler targets get whatever payload the schedule
+    defines and are therefore `other` unless that payload is the classic scheduled-event shape.
+    """
+    head = body[:HEAD_BYTES].lstrip()
+    if not head.startswith(b"{"):
+        return OTHER
+    lead = head[:_LEAD_BYTES]
+    if b'"Records"' in lead or b'"eventSource"' in lead:
+        tail = body[-TAIL_BYTES:] if len(body) > HEAD_BYTES else b""
+        for token, trigger in _RECORD_SOURCES:
+            if token in head or token in tail:
+                return trigger
+    if b'"detail-type"' in head and b'"source"' in head:
+        return TIMER if b'"Scheduled Event"' in head and b'"aws.events"' in head else PUBSUB
+    if b'"httpMethod"' in head or b'"routeKey"' in head:  # API Gateway REST and ALB; HTTP API and function URLs
+        return HTTP
+    return OTHER
+
+
+def traceparent_from_event(body: bytes) -> tuple[str, str | None] | None:
+    """The W3C `traceparent` (and `tracestate`) header of an HTTP event, looked up in its first 32 KiB."""
+    head = body[:TRACEPARENT_HEAD_BYTES]
+    if b"raceparent" not in head and b"RACEPARENT" not in head and b"raceParent" not in head:
+        return None
+    found = _TRACEPARENT.search(head)
+    if found is None:
+        return None
+    state = _TRACESTATE.search(head)
+    return found.group(1).decode("ascii"), state.group(1).decode("ascii", "replace") if state else None
+
+
+# -- AWS X-Ray -----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class XRayHeader:
+    trace_id: int  # the Root's 8 + 24 hex digits as one 128-bit W3C trace id
+    parent_id: int
+    sampled: bool | None  # None: "Sampled=?" or absent (the decision is left to us)
+
+    def span_context(self, obey_sampled: bool) -> SpanContext:
+        """A remote parent. Lambda sends `Sampled=0` whenever active tracing is off, so unless told to obey it
+        the flag is treated as sampled: otherwise every span of a function that configured an exporter, but not
+        X-Ray, would be silently dropped. Obeyed, it lets X-Ray's sampling rules decide for OpenTelemetry too."""
+        sampled = self.sampled is not False if obey_sampled else True
+        return SpanContext(
+            self.trace_id, self.parent_id, is_remote=True,
+            trace_flags=TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT),
+        )
+
+    def header(self) -> str:
+        hexid = f"{self.trace_id:032x}"
+        flag = "?" if self.sampled is None else "1" if self.sampled else "0"
+        return f"Root=1-{hexid[:8]}-{hexid[8:]};Parent={self.parent_id:016x};Sampled={flag}"
+
+
+def parse_xray(header: str | None) -> XRayHeader | None:
+    """`Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1` → ids and flag; None if the
+    header is absent or malformed (a bad header never fails an invocation: the span becomes a root instead)."""
+    if not header:
+        return None
+    root = parent = None
+    sampled: bool | None = None
+    for part in header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == "Root":
+            pieces = value.split("-")
+            if len(pieces) == 3 and pieces[0] == "1" and len(pieces[1]) == 8 and len(pieces[2]) == 24:
+                root = pieces[1] + pieces[2]
+        elif key == "Parent" and len(value) == 16:
+            parent = value
+        elif key == "Sampled":
+            sampled = True if value == "1" else False if value == "0" else None
+    if root is None or parent is None:
+        return None
+    try:
+        trace_id, parent_id = int(root, 16), int(parent, 16)
+    except ValueError:
+        return None
+    if not trace_id or not parent_id:
+        return None
+    return XRayHeader(trace_id, parent_id, sampled)
+
+
+class XRayPropagator(TextMapPropagator):
+    """`X-Amzn-Trace-Id` in and out (`OTEL_PROPAGATORS=xray`), so calls to AWS services join the X-Ray trace.
+
+    Ours, rather than the opentelemetry-propagator-aws-xray package: the parsing is already here for
+    `Lambda-Runtime-Trace-Id`, and one dependency fewer is one import fewer at cold start.
+    """
+
+    HEADER = "X-Amzn-Trace-Id"
+
+    def extract(
+        self, carrier: CarrierT, context: Context | None = None, getter: Getter[CarrierT] = default_getter
+    ) -> Context:
+        values = getter.get(carrier, self.HEADER) or getter.get(carrier, self.HEADER.lower())
+        parsed = parse_xray(values[0] if values else None)
+        if parsed is None:
+            return context if context is not None else Context()
+        return trace.set_span_in_context(NonRecordingSpan(parsed.span_context(obey_sampled=True)), context)
+
+    def inject(
+        self, carrier: CarrierT, context: Context | None = None, setter: Setter[CarrierT] = default_setter
+    ) -> None:
+        ctx = trace.get_current_span(context).get_span_context()
+        if not ctx.is_valid:
+            return
+        setter.set(carrier, self.HEADER, XRayHeader(ctx.trace_id, ctx.span_id, ctx.trace_flags.sampled).header())
+
+    @property
+    def fields(self) -> set[str]:
+        return {self.HEADER}
+
+
+def build_propagator(names: Sequence[str], diagnose: Callable[[str], None]) -> TextMapPropagator:
+    """OTEL_PROPAGATORS as a composite; names we do not know are reported and skipped, never fatal."""
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    known: dict[str, Callable[[], TextMapPropagator]] = {
+        "tracecontext": TraceContextTextMapPropagator,
+        "baggage": W3CBaggagePropagator,
+        "xray": XRayPropagator,
+    }
+    if "none" in names:
+        return CompositePropagator([])
+    chosen: list[TextMapPropagator] = []
+    for name in names:
+        if name in known:
+            chosen.append(known[name]())
+        else:
+            diagnose(f"OTEL_PROPAGATORS: {name!r} is not supported here (use tracecontext, baggage, xray or none)")
+    return CompositePropagator(chosen)
+
+
+def install_global_propagator(propagator: TextMapPropagator, diagnose: Callable[[str], None]) -> None:
+    """Make our propagator the one instrumentations inject with (`opentelemetry.propagate` reads the
+    environment on import and raises for a name without an installed entry point, e.g. `xray`)."""
+    try:
+        from opentelemetry import propagate
+    except Exception as exc:
+        diagnose(f"OTEL_PROPAGATORS could not be loaded by OpenTelemetry ({exc}); outgoing calls carry no context")
+        return
+    propagate.set_global_textmap(propagator)
+
+
+# -- the invocation span -------------------------------------------------------------------------------------------
+def account_id(arn: str | None) -> str | None:
+    """`arn:aws:lambda:us-east-1:123456789012:function:name[:qualifier]` → `123456789012`."""
+    parts = (arn or "").split(":")
+    return parts[4] if len(parts) >= 7 and parts[0] == "arn" and parts[4].isdigit() else None
+
+
+def function_resource_id(arn: str | None, function_version: str) -> str | None:
+    """cloud.resource_id as the conventions define it for Lambda: the function ARN with an alias replaced by the
+    version that runs (one runtime instance may be invoked through several aliases)."""
+    if not arn:
+        return None
+    parts = arn.split(":")
+    if len(parts) < 7:
+        return arn
+    base = ":".join(parts[:7])
+    return base if function_version in ("", "$LATEST") else f"{base}:{function_version}"
+
+
+def span_attributes(
+    inv: Invocation, *, cold_start: bool, function_version: str = "$LATEST", trigger: str | None = None
+) -> Attributes:
+    """The invocation span's attributes (FaaS semantic conventions). Pure: same invocation, same attributes."""
+    attrs: Attributes = {
+        "faas.invocation_id": inv.request_id,
+        "faas.coldstart": cold_start,
+        "faas.trigger": trigger if trigger is not None else detect_trigger(inv.body),
+    }
+    if inv.invoked_function_arn:
+        attrs["aws.lambda.invoked_arn"] = inv.invoked_function_arn
+        attrs["cloud.resource_id"] = function_resource_id(inv.invoked_function_arn, function_version) or ""
+        account = account_id(inv.invoked_function_arn)
+        if account:
+            attrs["cloud.account.id"] = account
+    if inv.tenant_id:
+        attrs[TENANT_ATTRIBUTE] = inv.tenant_id
+    return attrs
+
+
+def parent_context(
+    inv: Invocation, cfg: TelemetryConfig
+) -> tuple[Context | None, list[trace.Link]]:
+    """The invocation span's parent and links.
+
+    The parent is the event's W3C `traceparent` when `TELEMETRY_TRACEPARENT_FROM_EVENT` is on and one is there
+    (then the X-Ray context becomes a link, so neither trace loses the invocation), else the X-Ray context of
+    `Lambda-Runtime-Trace-Id`, else none (a root span).
+    """
+    xray = parse_xray(inv.trace_id)
+    xray_ctx = xray.span_context(cfg.otel_xray_sampled) if xray is not None else None
+    if cfg.otel_traceparent_from_event:
+        found = traceparent_from_event(inv.body)
+        if found is not None:
+            from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+            carrier = {"traceparent": found[0]}
+            if found[1]:
+                carrier["tracestate"] = found[1]
+            ctx = TraceContextTextMapPropagator().extract(carrier)
+            if trace.get_current_span(ctx).get_span_context().is_valid:
+                return ctx, [trace.Link(xray_ctx)] if xray_ctx is not None else []
+    if xray_ctx is not None:
+        return trace.set_span_in_context(NonRecordingSpan(xray_ctx)), []
+    return None, []
+
+
+# -- provider ------------------------------------------------------------------------------------------------------
+def build_resource(cfg: TelemetryConfig, instance_id: str | None = None) -> Resource:
+    """The process's resource. Built from the config alone (no resource detectors reading the environment):
+    our FaaS/cloud attributes, overridden by OTEL_RESOURCE_ATTRIBUTES, overridden by OTEL_SERVICE_NAME."""
+    attrs: Attributes = {
+        "telemetry.sdk.language": "python",
+        "telemetry.sdk.name": "opentelemetry",
+        "telemetry.sdk.version": sdk_version,
+        "service.name": cfg.function_name or "unknown_service",
+        "service.instance.id": instance_id or uuid.uuid4().hex,
+        "cloud.provider": "aws",
+        "cloud.platform": "aws_lambda",
+    }
+    if cfg.region:
+        attrs["cloud.region"] = cfg.region
+    if cfg.function_name:
+        attrs["faas.name"] = cfg.function_name
+    if cfg.function_version:
+        attrs["faas.version"] = cfg.function_version
+    if cfg.log_stream_name:
+        attrs["faas.instance"] = cfg.log_stream_name
+    if cfg.memory_mb:
+        attrs["faas.max_memory"] = cfg.memory_mb * 1024 * 1024  # bytes, as the conventions define it
+    attrs.update(dict(cfg.otel_resource_attributes))
+    if cfg.otel_service_name:
+        attrs["service.name"] = cfg.otel_service_name
+    return Resource(attrs)
+
+
+class SpanQueue(SpanProcessor):
+    """Ended spans wait here until a flush (or a full batch) wakes the export thread.
+
+    Why not the SDK's BatchSpanProcessor: its `force_flush` ignores its timeout and exports on the caller's thread
+    (SDK 1.45, see the TODO on opentelemetry-python#4568), so a hung collector would hold the loop for the whole
+    exporter timeout; it wakes on a 5 s timer, which in Lambda fires on thaw in the middle of the next invocation;
+    and its queue drops silently. Here the queue is bounded (the oldest span goes first and every loss is
+    counted), and exporting is the export thread's job alone (`telemetry.middleware.ExportWorker`).
+    """
+
+    def __init__(
+        self, max_spans: int = 2048, batch_size: int = 512, on_batch: Callable[[], None] | None = None
+    ) -> None:
+        self._spans: deque[ReadableSpan] = deque(maxlen=max_spans)
+        self._max = max_spans
+        self._batch = batch_size
+        self.on_batch = on_batch  # called (on the ending thread) each time another full batch is queued
+        self._overflow = 0
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        ctx = span.context
+        if self._closed or ctx is None or not ctx.trace_flags.sampled:
+            return
+        if len(self._spans) >= self._max:
+            with self._lock:
+                self._overflow += 1  # the deque's maxlen drops the oldest span on append
+        self._spans.append(span)
+        if self.on_batch is not None and len(self._spans) % self._batch == 0:
+            self.on_batch()
+
+    def take(self, limit: int) -> list[ReadableSpan]:
+        batch: list[ReadableSpan] = []
+        try:
+            while len(batch) < limit:
+                batch.append(self._spans.popleft())
+        except IndexError:
+            pass
+        return batch
+
+    def __len__(self) -> int:
+        return len(self._spans)
+
+    def take_overflow(self) -> int:
+        with self._lock:
+            n, self._overflow = self._overflow, 0
+        return n
+
+    def shutdown(self) -> None:
+        self._closed = True
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Flushing is `Otel.flush`'s job (bounded, on the export thread); the provider's own call is a no-op."""
+        del timeout_millis
+        return True
+
+
+def build_tracer_provider(resource: Resource, processor: SpanProcessor) -> TracerProvider:
+    """The sampler comes from OTEL_TRACES_SAMPLER(_ARG) as the SDK reads it (default parentbased_always_on).
+    No exit handler: shutdown is ours, within a budget, and an atexit flush could hang on a dead collector."""
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    return provider
+
+
+def _otlp_url(cfg: TelemetryConfig, signal_endpoint: str | None, path: str) -> str | None:
+    if signal_endpoint:
+        return signal_endpoint
+    if cfg.otel_endpoint:
+        return f"{cfg.otel_endpoint.rstrip('/')}/{path}" if cfg.otel_protocol == "http/protobuf" else cfg.otel_endpoint
+    return None  # the exporter's own default (localhost:4318), because an exporter was asked for explicitly
+
+
+def span_exporter(cfg: TelemetryConfig) -> SpanExporter:
+    """The configured span exporter, importing its package now (called on the export thread, at first use).
+    Raises ImportError when the package is not installed."""
+    timeout_s = cfg.otel_export_timeout_ms / 1000
+    if cfg.otel_traces_exporter == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        # The real stdout, one JSON line per span: sys.stdout may be the print() capture, which would turn
+        # every exported span into a log record.
+        out = sys.__stdout__ or sys.stdout
+        return ConsoleSpanExporter(out=out, formatter=lambda span: span.to_json(indent=None) + "\n")
+    headers = dict(cfg.otel_headers)
+    endpoint = _otlp_url(cfg, cfg.otel_traces_endpoint, "v1/traces")
+    if cfg.otel_protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # type: ignore[import-not-found]
+            OTLPSpanExporter as GrpcSpanExporter,
+        )
+
+        exporter: SpanExporter = GrpcSpanExporter(endpoint=endpoint, headers=headers, timeout=timeout_s)
+        return exporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter(endpoint=endpoint, headers=headers, timeout=timeout_s)
+
+
+# -- outgoing HTTP -------------------------------------------------------------------------------------------------
+class _HookedLoader(importlib.abc.Loader):
+    """Runs the real loader, then the hook. The module keeps its real loader (resources, reloads)."""
+
+    def __init__(self, inner: importlib.abc.Loader, hook: Callable[[ModuleType], None]) -> None:
+        self._inner = inner
+        self._hook = hook
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self._inner.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        module.__loader__ = self._inner
+        if module.__spec__ is not None:
+            module.__spec__.loader = self._inner
+        self._inner.exec_module(module)
+        self._hook(module)
+
+
+class AfterImport(importlib.abc.MetaPathFinder):
+    """Call `hook(module)` once `name` has been imported, by whoever imports it (one-shot; stdlib only)."""
+
+    def __init__(self, name: str, hook: Callable[[ModuleType], None]) -> None:
+        self._name = name
+        self._hook = hook
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname != self._name:
+            return None
+        self.remove()
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            spec = find(fullname, path, target) if find is not None else None
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _HookedLoader(spec.loader, self._hook)
+                return spec  # type: ignore[no-any-return]
+        return None
+
+    def install(self) -> None:
+        if self._name in sys.modules:
+            self._hook(sys.modules[self._name])
+        else:
+            sys.meta_path.insert(0, self)
+
+    def remove(self) -> None:
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(self)
+
+
+def instrument_requests_on_import(
+    tracer_provider: trace.TracerProvider,
+    meter_provider: object | None,
+    diagnose: Callable[[str], None],
+) -> AfterImport:
+    """Turn on opentelemetry-instrumentation-requests when `requests` is imported, by the handler or by our
+    OTLP exporter, and not before: its imports cost ~100 ms (measured, bench/bench_otel_import.py), which a
+    function that never uses `requests` should not pay, and a handler that does use it imports it at init or
+    before its first call, so no call escapes. The exporter's own calls run on the export thread with
+    instrumentation suppressed, and the Runtime API client does not use `requests` at all."""
+
+    def hook(module: ModuleType) -> None:
+        del module
+        try:
+            from opentelemetry.instrumentation.requests import RequestsInstrumentor
+
+            RequestsInstrumentor().instrument(
+                tracer_provider=tracer_provider, meter_provider=meter_provider, skip_dep_check=True
+            )
+        except Exception as exc:  # a broken instrumentation must never break the handler's import
+            diagnose(f"the requests instrumentation could not be enabled: {type(exc).__name__}: {exc}")
+
+    finder = AfterImport("requests", hook)
+    finder.install()
+    return finder

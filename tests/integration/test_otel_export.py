@@ -1,0 +1,299 @@
+"""Spans and metrics over real OTLP/HTTP to a real receiver (tests/peers/otlp.py, decoding with opentelemetry-proto).
+
+Two groups:
+* in-process: `Otel.create` with the configured (real) OTLP exporter, driven like the loop drives it;
+* `test_wired_bootstrap_*`: the real `./bootstrap` under the emulator. They need `telemetry.setup` to call
+  `install_otel` (OTel middleware outermost, its flush in `after_each`, the pipeline's deadline guard calling
+  `Otel.deadline_imminent`) and are skipped until it does.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from runtime.dispatch import Failure, Success
+from runtime.model import ErrorReport, Invocation
+from telemetry.config import TelemetryConfig
+from telemetry.middleware import Otel
+from tests.integration.conftest import REPO, emulator
+
+SPAN_KIND_SERVER = 2
+STATUS_CODE_ERROR = 2
+XRAY = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0"
+SQS_EVENT = {"Records": [{"messageId": "1", "body": "hi", "eventSource": "aws:sqs"}]}
+WIRED = "install_otel" in (REPO / "telemetry" / "setup.py").read_text()
+wired = pytest.mark.skipif(not WIRED, reason="telemetry.setup does not call install_otel yet")
+
+
+def attrs(items) -> dict:
+    """OTLP KeyValue list → plain dict."""
+    out = {}
+    for kv in items:
+        value = kv.value
+        out[kv.key] = getattr(value, value.WhichOneof("value")) if value.WhichOneof("value") else None
+    return out
+
+
+def _env(endpoint: str, **extra: str) -> dict[str, str]:
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, **extra}
+
+
+def _cfg(endpoint: str, **extra: str) -> TelemetryConfig:
+    return TelemetryConfig.from_env({
+        "AWS_LAMBDA_FUNCTION_NAME": "orders", "AWS_REGION": "eu-west-1", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "2026/11/30/[$LATEST]0123abcd", **_env(endpoint, **extra),
+    })
+
+
+@pytest.fixture
+def make_otel() -> Iterator:
+    made: list[Otel] = []
+
+    def make(cfg: TelemetryConfig, started_ns: int = 0) -> tuple[Otel, io.StringIO]:
+        out = io.StringIO()
+        made.append(Otel.create(cfg, started_ns, diagnostics=out))  # the configured OTLP exporters
+        return made[-1], out
+
+    yield make
+    for otel in made:
+        otel.shutdown(0.5)
+
+
+def ok(inv: Invocation) -> Success:
+    return Success(b"{}", "application/json")
+
+
+# -- in-process, real OTLP/HTTP ------------------------------------------------------------------------------------
+def test_spans_and_metrics_reach_a_real_receiver(otlp_receiver, make_otel):
+    otlp_receiver.clear()
+    otel, _ = make_otel(_cfg(otlp_receiver.endpoint, OTEL_EXPORTER_OTLP_HEADERS="x-api-key=k%3D1"),
+                        started_ns=time.monotonic_ns() - 5_000_000)
+    otel.init_done()
+    dispatch = otel.middleware(ok)
+    arn = "arn:aws:lambda:eu-west-1:123456789012:function:orders"
+    dispatch(Invocation("req-1", json.dumps(SQS_EVENT).encode(), trace_id=XRAY, invoked_function_arn=arn))
+    dispatch(Invocation("req-2", b"{}", invoked_function_arn=arn))
+    assert otel.flush(5.0)
+    received = otlp_receiver.wait_for_spans(2)
+    by_id = {attrs(span.attributes)["faas.invocation_id"]: (resource, scope, span)
+             for resource, scope, span in received}
+    resource, scope, first = by_id["req-1"]
+    assert first.name == "orders" and first.kind == SPAN_KIND_SERVER
+    assert first.trace_id.hex() == "5759e988bd862e3fe1be46a994272793"
+    assert first.parent_span_id.hex() == "53995c3f42cd8ad8"
+    assert attrs(first.attributes) == {
+        "faas.invocation_id": "req-1", "faas.coldstart": True, "faas.trigger": "pubsub",
+        "aws.lambda.invoked_arn": arn, "cloud.resource_id": arn, "cloud.account.id": "123456789012",
+    }
+    assert attrs(by_id["req-2"][2].attributes)["faas.coldstart"] is False
+    assert scope.name == "flightrec"
+    res = attrs(resource.attributes)
+    assert {k: res[k] for k in ("service.name", "cloud.provider", "cloud.region", "faas.name", "faas.version",
+                                "faas.instance", "faas.max_memory")} == {
+        "service.name": "orders", "cloud.provider": "aws", "cloud.region": "eu-west-1", "faas.name": "orders",
+        "faas.version": "$LATEST", "faas.instance": "2026/11/30/[$LATEST]0123abcd", "faas.max_memory": 256 << 20}
+    trace_posts = [r for r in otlp_receiver.requests if r.path == "/v1/traces"]
+    assert trace_posts[0].headers.get("x-api-key") == "k=1"
+    metrics = {metric.name: metric for _, _, metric in otlp_receiver.wait_for_metrics(4)}
+    assert sum(p.as_int for p in metrics["flightrec.invocations"].sum.data_points) == 2
+    assert [p.as_int for p in metrics["flightrec.coldstarts"].sum.data_points] == [1]
+    assert sum(p.count for p in metrics["flightrec.invocation.duration"].histogram.data_points) == 2
+    assert metrics["flightrec.init.duration"].histogram.data_points[0].sum >= 5.0
+
+
+def test_an_error_reaches_the_receiver_as_status_and_exception_event(otlp_receiver, make_otel):
+    otlp_receiver.clear()
+    otel, _ = make_otel(_cfg(otlp_receiver.endpoint))
+    report = ErrorReport("ValueError", "bad value: 3", ['  File "/var/task/app.py", line 4, in handler\n'])
+    otel.middleware(lambda inv: Failure(report))(Invocation("req-err", b"{}"))
+    assert otel.flush(5.0)
+    (_, _, span), = otlp_receiver.wait_for_spans(1)
+    assert span.status.code == STATUS_CODE_ERROR and span.status.message == "ValueError: bad value: 3"
+    (event,) = span.events
+    assert event.name == "exception"
+    assert attrs(event.attributes)["exception.type"] == "ValueError"
+    assert "app.py" in attrs(event.attributes)["exception.stacktrace"]
+
+
+def test_a_collector_that_never_answers_does_not_hold_the_loop(private_otlp_receiver, make_otel):
+    rx = private_otlp_receiver
+    rx.hang = True
+    otel, diagnostics = make_otel(_cfg(rx.endpoint, TELEMETRY_OTLP_TIMEOUT_MS="500"))
+    dispatch = otel.middleware(ok)
+    for n in range(4):
+        dispatch(Invocation(f"req-{n}", b"{}"))
+        started = time.monotonic()
+        assert otel.flush(0.2) is False
+        assert time.monotonic() - started < 0.2 + 3.0  # liveness: the budget plus a generous margin
+    # the hung exports gave up after TELEMETRY_OTLP_TIMEOUT_MS; what they carried is counted, not silently lost
+    deadline = time.monotonic() + 10
+    dropped = 0
+    while time.monotonic() < deadline and dropped == 0:
+        dropped += otel.take_dropped()
+        time.sleep(0.05)
+    assert dropped >= 1
+    assert "span(s) dropped" in diagnostics.getvalue()
+    # and once the collector answers again, spans flow
+    rx.clear()
+    dispatch(Invocation("req-after", b"{}"))
+    assert otel.flush(10.0)
+    ids = {attrs(span.attributes)["faas.invocation_id"] for _, _, span in rx.wait_for_spans(1)}
+    assert "req-after" in ids
+
+
+def test_the_init_span_reaches_the_receiver_within_the_budget(otlp_receiver, make_otel):
+    otlp_receiver.clear()
+    otel, _ = make_otel(_cfg(otlp_receiver.endpoint), started_ns=time.monotonic_ns() - 40_000_000)
+    report = ErrorReport("Runtime.ImportModuleError", "Unable to import module 'app': boom")
+    assert otel.init_failed(report, timeout_s=5.0)
+    (_, _, span), = otlp_receiver.wait_for_spans(1)
+    assert span.name == "init" and span.status.code == STATUS_CODE_ERROR
+    assert attrs(span.events[0].attributes)["exception.message"] == "Unable to import module 'app': boom"
+    assert span.end_time_unix_nano - span.start_time_unix_nano >= 40_000_000
+
+
+def test_the_deadline_hook_exports_the_span_of_a_handler_that_is_still_running(otlp_receiver, make_otel):
+    otlp_receiver.clear()
+    otel, _ = make_otel(_cfg(otlp_receiver.endpoint))
+    running, release = threading.Event(), threading.Event()
+
+    def sleeper(inv: Invocation) -> Success:
+        running.set()
+        release.wait(10)
+        return Success(b"{}", "application/json")
+
+    deadline_ms = int(time.time() * 1000) + 1000
+    thread = threading.Thread(target=otel.middleware(sleeper), args=(Invocation("req-slow", b"{}",
+                                                                                deadline_ms=deadline_ms),))
+    thread.start()
+    try:
+        assert running.wait(5)
+        assert otel.deadline_imminent("req-slow").wait(5)
+        (_, _, span), = otlp_receiver.wait_for_spans(1)
+        assert attrs(span.attributes)["faas.invocation_id"] == "req-slow"
+        assert span.status.code == STATUS_CODE_ERROR
+        assert [e.name for e in span.events] == ["timeout_imminent"]
+    finally:
+        release.set()
+        thread.join(5)
+
+
+# -- the real bootstrap (after telemetry.setup calls install_otel) -------------------------------------------------
+SPAN_PROBE = """
+    import logging, os
+    from opentelemetry import trace
+    log = logging.getLogger("probe")
+    def handler(event, context):
+        ctx = trace.get_current_span().get_span_context()
+        log.info("inside the span")
+        return {"trace_id": f"{ctx.trace_id:032x}", "span_id": f"{ctx.span_id:016x}",
+                "xray": os.environ.get("_X_AMZN_TRACE_ID"), "arn": context.invoked_function_arn}
+"""
+
+
+def _json_lines(emu) -> list[dict]:
+    return [json.loads(line) for stream, line in emu.output if stream == "stdout" and line.startswith("{")]
+
+
+@wired
+def test_wired_bootstrap_spans_and_metrics_reach_the_receiver(otlp_receiver, task_root):
+    otlp_receiver.clear()
+    root = task_root("probe", SPAN_PROBE)
+    with emulator("probe.handler", root, function_name="probe", memory_mb=256,
+                  env=_env(otlp_receiver.endpoint)) as emu:
+        first = emu.invoke(SQS_EVENT)
+        second = emu.invoke({"direct": True})
+        records = _json_lines(emu)
+    assert first.ok and second.ok, (first.body, second.body)
+    received = otlp_receiver.wait_for_spans(2)
+    spans = {attrs(span.attributes)["faas.invocation_id"]: (resource, span) for resource, _, span in received}
+    for result, cold, trigger in ((first, True, "pubsub"), (second, False, "other")):
+        resource, span = spans[result.request_id]
+        body = result.json()
+        span_attrs = attrs(span.attributes)
+        assert span.name == "probe" and span.kind == SPAN_KIND_SERVER
+        assert (span_attrs["faas.coldstart"], span_attrs["faas.trigger"]) == (cold, trigger)
+        assert span_attrs["cloud.resource_id"] == body["arn"]
+        assert span_attrs["cloud.account.id"] == body["arn"].split(":")[4]
+        # the parent is the X-Ray context Lambda sent; the handler saw this very span
+        root_id = body["xray"].split(";")[0].split("-", 1)[1].replace("-", "")
+        parent_id = body["xray"].split("Parent=")[1].split(";")[0]
+        assert (span.trace_id.hex(), span.parent_span_id.hex()) == (root_id, parent_id)
+        assert (body["trace_id"], body["span_id"]) == (span.trace_id.hex(), span.span_id.hex())
+        # and the handler's log record carries the same ids
+        inside = next(r for r in records if r.get("message") == "inside the span"
+                      and r.get("request_id") == result.request_id)
+        assert (inside["trace_id"], inside["span_id"]) == (body["trace_id"], body["span_id"])
+        res = attrs(resource.attributes)
+        assert (res["service.name"], res["faas.name"], res["cloud.provider"]) == ("probe", "probe", "aws")
+        assert (res["cloud.region"], res["faas.max_memory"]) == ("us-east-1", 256 << 20)
+        assert res["faas.instance"]
+    names = {metric.name for _, _, metric in otlp_receiver.wait_for_metrics(1)}
+    assert {"flightrec.invocations", "flightrec.invocation.duration", "flightrec.coldstarts"} <= names
+
+
+@wired
+def test_wired_bootstrap_a_hung_collector_does_not_stall_the_loop(private_otlp_receiver):
+    rx = private_otlp_receiver
+    rx.hang = True
+    env = _env(rx.endpoint, TELEMETRY_FLUSH_BUDGET_MS="300", TELEMETRY_OTLP_TIMEOUT_MS="2000")
+    with emulator("handlers.echo.handler", REPO, env=env, timeout_s=10.0) as emu:
+        emu.invoke({"warm": True})  # init is not what is measured
+        for n in range(3):
+            started = time.monotonic()
+            result = emu.invoke({"n": n})  # returns once the runtime is back at /next (its REPORT)
+            # liveness: the flush budget plus a generous margin, not a speed figure
+            assert time.monotonic() - started < 0.3 + 5.0
+            assert result.ok
+        generation = emu.generation
+        rx.hang = False
+        later = emu.invoke({"later": True})
+        ids = set()
+        deadline = time.monotonic() + 15
+        while later.request_id not in ids and time.monotonic() < deadline:
+            ids = {attrs(span.attributes)["faas.invocation_id"] for _, _, span in rx.spans()}
+            time.sleep(0.05)
+    assert generation == 1
+    assert later.request_id in ids
+
+
+@wired
+def test_wired_bootstrap_an_init_error_span_reaches_the_receiver(otlp_receiver, task_root):
+    otlp_receiver.clear()
+    root = task_root("boom", "raise RuntimeError('import-time failure')\n")
+    with emulator("boom.handler", root, function_name="boom", env=_env(otlp_receiver.endpoint)) as emu:
+        result = emu.invoke({})
+        posted = [p for p in emu.posts if p.kind == "init_error"]
+    assert posted and result.function_error == "Unhandled"  # the error still went to /runtime/init/error
+    spans = [(r, s) for r, _, s in otlp_receiver.wait_for_spans(1) if s.name == "init"]
+    resource, span = spans[0]
+    assert attrs(resource.attributes)["faas.name"] == "boom"
+    assert span.status.code == STATUS_CODE_ERROR
+    event = attrs(span.events[0].attributes)
+    assert (event["exception.type"], event["exception.message"]) == ("RuntimeError", "import-time failure")
+
+
+@wired
+def test_wired_bootstrap_the_deadline_guard_exports_the_span_of_a_sleeping_handler(otlp_receiver, task_root):
+    otlp_receiver.clear()
+    root = task_root("sleepy", """
+        import time
+        def handler(event, context):
+            time.sleep(30)
+    """)
+    env = _env(otlp_receiver.endpoint, TELEMETRY_DEADLINE_MARGIN_MS="700")
+    with emulator("sleepy.handler", root, function_name="sleepy", env=env, timeout_s=2.0) as emu:
+        result = emu.invoke({})
+    assert "Task timed out" in result.json()["errorMessage"]
+    spans = [s for _, _, s in otlp_receiver.wait_for_spans(1)
+             if attrs(s.attributes).get("faas.invocation_id") == result.request_id]
+    (span,) = spans
+    assert span.status.code == STATUS_CODE_ERROR
+    assert attrs(span.attributes)["error.type"] == "Sandbox.Timedout"
+    assert [e.name for e in span.events] == ["timeout_imminent"]
