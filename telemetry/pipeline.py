@@ -19,16 +19,20 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from telemetry.context import LogContext, current
-from telemetry.records import RUNTIME, EventFormatter
+from telemetry.records import RUNTIME, Rendered
 from telemetry.redact import Redactor
 from telemetry.sink import SinkHandler
 
 DRAIN_CHUNK = 2000  # records rendered between two ships; below every sink's memory buffer by default
 SpanIds = Callable[[], tuple[str, str] | None]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+
+
+class Formatter(Protocol):
+    def render(self, record: logging.LogRecord) -> Rendered: ...
 
 
 @dataclass(slots=True)
@@ -76,7 +80,7 @@ class EnqueueHandler(logging.Handler):
 class LogPipeline:
     def __init__(
         self,
-        formatter: EventFormatter,
+        formatter: Formatter | Callable[[], Formatter],
         sinks: Sequence[SinkHandler],
         *,
         redactor: Redactor,
@@ -86,7 +90,14 @@ class LogPipeline:
         deadline_margin_s: float = 0.3,
         span_ids: SpanIds | None = None,
     ) -> None:
-        self.formatter = formatter
+        # A factory is called on the shipper thread (see `warm_up`), keeping the renderer's imports off init.
+        self._formatter: Formatter | None = None
+        self._formatter_factory: Callable[[], Formatter] | None = None
+        if callable(getattr(formatter, "render", None)):
+            self._formatter = formatter  # type: ignore[assignment]
+        else:
+            self._formatter_factory = formatter  # type: ignore[assignment]
+        self._warm_up = False
         self.sinks = tuple(sinks)
         self.redactor = redactor
         self.handler = EnqueueHandler(self)
@@ -202,6 +213,9 @@ class LogPipeline:
                 self._diagnose(f"log shipper error: {type(exc).__name__}: {exc}")
 
     def _cycle(self) -> None:
+        if self._warm_up:
+            self._warm_up = False
+            _ = self.formatter
         requests = []
         while self._requests:
             requests.append(self._requests.popleft())
@@ -236,6 +250,19 @@ class LogPipeline:
             request.incomplete_sinks = incomplete
             request.strict_ok = strict_ok
             request.done.set()
+
+    @property
+    def formatter(self) -> Formatter:
+        if self._formatter is None:
+            assert self._formatter_factory is not None
+            self._formatter = self._formatter_factory()
+        return self._formatter
+
+    def warm_up(self) -> None:
+        """Build the renderer on the shipper thread now (init is over; the loop is about to wait on `/next`)."""
+        if self._formatter is None:
+            self._warm_up = True
+            self._wake.set()
 
     def _drain(self, limit: int) -> None:
         render = self.formatter.render

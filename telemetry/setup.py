@@ -12,10 +12,10 @@ import logging
 import os
 import signal
 import sys
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from runtime.dispatch import Middleware, Outcome
 from runtime.model import ErrorReport, Invocation
@@ -23,11 +23,13 @@ from telemetry.capture import LineCapture
 from telemetry.config import TelemetryConfig
 from telemetry.lifecycle import InvocationRecorder
 from telemetry.pipeline import DRAIN_CHUNK, LogPipeline
-from telemetry.records import EventFormatter
 from telemetry.redact import Redactor
 from telemetry.sink import SinkHandler
 from telemetry.spill import PendingBuffer
 from telemetry.stdout import StdoutSink
+
+if TYPE_CHECKING:
+    from telemetry.render import EventFormatter
 
 SHUTDOWN_BUDGET_S = 0.3  # Lambda gives the runtime ~300 ms between SIGTERM and SIGKILL
 
@@ -74,11 +76,15 @@ def _sinks(cfg: TelemetryConfig, stdout_fd: int) -> list[SinkHandler]:
 def install(cfg: TelemetryConfig, started_ns: int = 0) -> Telemetry:
     real_stdout = sys.__stdout__ or sys.stdout
     real_stderr = sys.__stderr__ or sys.stderr
-    instance_id = cfg.log_stream_name.rsplit("]", 1)[-1] or uuid.uuid4().hex
-    formatter = EventFormatter(
-        {"function_name": cfg.function_name or None, "function_version": cfg.function_version},
-        instance_id=f"{instance_id}-{os.getpid()}",
-    )
+    instance_id = cfg.log_stream_name.rsplit("]", 1)[-1] or os.urandom(16).hex()
+    def formatter() -> EventFormatter:
+        from telemetry.render import EventFormatter
+
+        return EventFormatter(
+            {"function_name": cfg.function_name or None, "function_version": cfg.function_version},
+            instance_id=f"{instance_id}-{os.getpid()}",
+        )
+
     pipeline = LogPipeline(
         formatter,
         _sinks(cfg, real_stdout.fileno()),

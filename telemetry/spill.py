@@ -3,20 +3,19 @@
 A sink that is down keeps accepting records: up to `max_items` wait in memory; beyond that they are appended to a
 file under the spill directory (`/tmp` on Lambda survives a failed flush, not the end of the environment); only
 when the file reaches `spill_max_bytes` are records dropped, and every drop is counted for the next report.
-Only the shipper thread touches a buffer, so it has no locks. Imports: stdlib, msgspec, `.records`.
+Only the shipper thread touches a buffer, so it has no locks. Imports: stdlib, `.records`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
 import struct
 from collections import deque
 from typing import Any
-
-import msgspec
 
 from telemetry.records import Rendered
 
@@ -180,11 +179,11 @@ class PendingBuffer:
                     data = spill.read(length)
                     if len(data) < length:
                         raise OSError(f"spill file truncated at byte {offset}")
-                    event: dict[str, Any] = msgspec.json.decode(data)
+                    event: dict[str, Any] = json.loads(data)
                     items.append(Rendered(event=event, data=data, levelno=levelno))
                     sizes.append(_HEADER.size + length)
                     offset += _HEADER.size + length
-        except (OSError, msgspec.DecodeError) as exc:
+        except (OSError, ValueError) as exc:
             logging.getLogger("flightrec.spill").debug("spill file unreadable: %s", exc)
             self._drop(self._spill_count - len(items))
             self._spill_count = len(items)  # what was read is still owed; the unreadable rest is counted as lost
