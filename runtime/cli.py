@@ -37,6 +37,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "invoke": Subcommand(
         "runtime.emulator.cli:configure_invoke", "invoke a handler once (or --repeat N) through the real runtime"
     ),
+    "migrate": Subcommand("telemetry.migrate_cli:configure", "create or upgrade the logs table, roles and partitions"),
     "logs": Subcommand("telemetry.audit:configure", "audit the logs table: one request's records, filters, follow"),
     "partitions": Subcommand("telemetry.retention:configure", "create partitions ahead, drop expired ones whole"),
     "report": Subcommand("telemetry.report:configure", "error rate and latency charts for a time range, as HTML"),
