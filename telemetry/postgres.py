@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import logging
 import math
 import os
 import re
@@ -55,6 +56,7 @@ __all__ = [
     "connection_info",
     "redact_dsn",
     "scrub",
+    "unverified_tls",
 ]
 
 #: How long the watchdog waits for the server to acknowledge a cancel request, then for the statement to end,
@@ -63,6 +65,10 @@ CANCEL_GRACE_S = 0.5
 #: Stored in `ts` for a record whose timestamp cannot be parsed: deterministic, so a retry hits the same key.
 UNPARSEABLE_TS = datetime(1970, 1, 1, tzinfo=UTC)
 _SECRET_KEYS = frozenset({"password", "sslpassword"})
+#: sslmodes that leave a remote server unauthenticated (verify-ca checks the chain but not the host name)
+_UNVERIFIED_SSLMODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca"})
+
+log = logging.getLogger("flightrec.postgres")
 _I32 = (-(2**31), 2**31 - 1)
 
 
@@ -206,6 +212,30 @@ def connection_info(dsn: str) -> str:
     if "application_name" not in params:
         extra["application_name"] = "flightrec"
     return make_conninfo(dsn, **extra) if extra else dsn
+
+
+def unverified_tls(dsn: str) -> str | None:
+    """Why the connection `dsn` describes would not authenticate its server, or None when it would.
+
+    A loopback host or a socket needs no certificate; any other host is unauthenticated under an explicit
+    `sslmode` weaker than `verify-full`. The answer names the host and the sslmode, never the password.
+    """
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(connection_info(dsn))
+    sslmode = str(params.get("sslmode") or "prefer")
+    hosts = [h for h in str(params.get("host") or "").split(",") + str(params.get("hostaddr") or "").split(",") if h]
+    remote = [h for h in hosts if not _is_local(h)]
+    if sslmode not in _UNVERIFIED_SSLMODES or not remote:
+        return None
+    weakness = {
+        "disable": "no TLS at all",
+        "verify-ca": "its host name is not checked against its certificate",
+    }.get(sslmode, "its certificate is not verified")
+    return (
+        f"sslmode={sslmode} for the PostgreSQL host {remote[0]}: {weakness}, so the server is not authenticated "
+        "and anyone on the path may read or alter the records (use sslmode=verify-full)"
+    )
 
 
 # -- column extraction -------------------------------------------------------------------------------------------
@@ -526,6 +556,9 @@ class PostgresHandler(SinkHandler):
             return conn, False
         if self._conninfo is None:
             self._conninfo = connection_info(self._dsn)
+            warning = unverified_tls(self._dsn)
+            if warning:  # logged once, as a record of its own: the audit trail shows the transport was weak
+                log.warning("LOGS_DATABASE_URL has %s", warning)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise PostgresSinkError(f"no time left before the deadline to connect to {self.target}")

@@ -259,23 +259,39 @@ class SyslogTarget:
     port: int
 
 
+def _shown(url: str) -> str:
+    """`url` fit for an error message: user info (a password above all) is never echoed."""
+    url = url.strip()
+    if "@" not in url:
+        return url
+    scheme, sep, _ = url.partition("://")
+    host = url.rpartition("@")[2]
+    return f"{scheme}://***@{host}" if sep else f"***@{host}"
+
+
 def parse_syslog_url(url: str) -> SyslogTarget:
-    """`udp://host[:port]`, `tcp://host[:port]` or `tls://host[:port]` (IPv6 as `[::1]`); anything else is refused."""
+    """`udp://host[:port]`, `tcp://host[:port]` or `tls://host[:port]` (IPv6 as `[::1]`); anything else is refused.
+
+    A URL with user info is refused without echoing it: the password must not reach an init error or a log line.
+    """
     usage = "SYSLOG_URL must be udp://host[:port], tcp://host[:port] or tls://host[:port]"
+    shown = _shown(url)
     try:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError as exc:
-        raise TelemetryConfigError(f"{usage}, got {url!r} ({exc})") from None
+        detail = "" if shown != url.strip() else f" ({exc})"  # urllib may quote part of the user info
+        raise TelemetryConfigError(f"{usage}, got {shown!r}{detail}") from None
     transport = parts.scheme.lower()
     if transport not in DEFAULT_PORTS:
-        raise TelemetryConfigError(f"{usage}, got {url!r} (unknown scheme {parts.scheme!r})")
+        scheme = parts.scheme if shown == url.strip() else "***"
+        raise TelemetryConfigError(f"{usage}, got {shown!r} (unknown scheme {scheme!r})")
     if not parts.hostname:
-        raise TelemetryConfigError(f"{usage}, got {url!r} (no host)")
+        raise TelemetryConfigError(f"{usage}, got {shown!r} (no host)")
     if parts.username is not None or parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise TelemetryConfigError(f"{usage}, got {url!r} (no user, path, query or fragment allowed)")
+        raise TelemetryConfigError(f"{usage}, got {shown!r} (no user, path, query or fragment allowed)")
     if port == 0:
-        raise TelemetryConfigError(f"{usage}, got {url!r} (port 0)")
+        raise TelemetryConfigError(f"{usage}, got {shown!r} (port 0)")
     return SyslogTarget(transport, parts.hostname, port or DEFAULT_PORTS[transport])
 
 
