@@ -212,6 +212,8 @@ def test_wired_bootstrap_spans_and_metrics_reach_the_receiver(otlp_receiver, tas
         records = _json_lines(emu)
     assert first.ok and second.ok, (first.body, second.body)
     received = otlp_receiver.wait_for_spans(2)
+    # the runtime's own Runtime API calls never become spans: only the two invocations are there
+    assert [(span.name, span.kind) for _, _, span in received] == [("probe", SPAN_KIND_SERVER)] * 2
     spans = {attrs(span.attributes)["faas.invocation_id"]: (resource, span) for resource, _, span in received}
     for result, cold, trigger in ((first, True, "pubsub"), (second, False, "other")):
         resource, span = spans[result.request_id]

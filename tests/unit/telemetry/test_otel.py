@@ -123,6 +123,13 @@ def test_nothing_configured_means_no_opentelemetry_import_at_all():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_the_runtime_core_never_imports_opentelemetry():
+    # (handlers may: they reach the invocation span through the OpenTelemetry API)
+    offenders = [str(path.relative_to(REPO)) for path in (REPO / "runtime").rglob("*.py")
+                 if "import opentelemetry" in path.read_text() or "from opentelemetry" in path.read_text()]
+    assert offenders == []
+
+
 def test_otel_configuration_from_the_environment():
     off = TelemetryConfig.from_env({})
     assert (off.otel_traces_exporter, off.otel_metrics_exporter, off.otel_enabled) == ("none", "none", False)
