@@ -4,11 +4,17 @@ No spans, no logging setup, no retries (but one short retry of the very first co
 moment late at start). It sits on every invocation's path, so it speaks HTTP/1.1 over one keep-alive socket
 itself: measured, that beats `http.client` and is several times faster than `requests`. `/next` has no timeout:
 Lambda may keep the process frozen between invocations for as long as it likes.
+
+A streamed response (`post_stream`) is one chunked POST written chunk by chunk as the handler produces them,
+ending with the error trailers when the handler failed mid-stream; as the custom-runtime docs ask, the connection
+is closed once the stream is answered (the next call reconnects). One client, hence one connection, per loop:
+concurrent loops each build their own. SnapStart's `restore/next` and `restore/error` live here too.
 Imports: stdlib, `runtime.model`, `runtime.errors`.
 """
 
 from __future__ import annotations
 
+import base64
 import enum
 import re
 import socket
@@ -19,7 +25,14 @@ from typing import Protocol
 from urllib.parse import quote
 
 from runtime.errors import RuntimeApiError
-from runtime.model import ERROR_TYPE_HEADER, XRAY_CAUSE_HEADER, ErrorReport, Invocation
+from runtime.model import (
+    ERROR_BODY_HEADER,
+    ERROR_TYPE_HEADER,
+    RESPONSE_MODE_HEADER,
+    XRAY_CAUSE_HEADER,
+    ErrorReport,
+    Invocation,
+)
 
 API_VERSION = "/2018-06-01"
 _SAFE_ID = re.compile(r"[A-Za-z0-9._~-]+")
@@ -34,12 +47,24 @@ class Response:
     body: bytes
 
 
+class ChunkedRequest(Protocol):
+    """A request whose body is being sent as HTTP/1.1 chunks."""
+
+    def write(self, chunk: bytes) -> None:
+        """Send one non-empty chunk now."""
+
+    def finish(self, trailers: Sequence[tuple[str, str]] = ()) -> Response:
+        """Send the last chunk and the trailers, then read the answer."""
+
+
 class Transport(Protocol):
     """The seam tests plug a fake into (as httpx's MockTransport does)."""
 
     def request(
         self, method: str, path: str, headers: Sequence[tuple[str, str]] = (), body: bytes = b""
     ) -> Response: ...
+
+    def open_stream(self, method: str, path: str, headers: Sequence[tuple[str, str]] = ()) -> ChunkedRequest: ...
 
     def close(self) -> None: ...
 
@@ -110,6 +135,19 @@ class SocketTransport:
         if response.headers.get("connection", "").lower() == "close":
             self.close()
         return response
+
+    def open_stream(
+        self, method: str, path: str, headers: Sequence[tuple[str, str]] = ()
+    ) -> _SocketChunkedRequest:
+        """Send the head of a chunked request; the body follows chunk by chunk (see `_SocketChunkedRequest`)."""
+        if self._sock is None:
+            self._connect()
+        head = [f"{method} {path} HTTP/1.1\r\nHost: {self._host_header}\r\n"]
+        head.extend(f"{name}: {value}\r\n" for name, value in headers)
+        head.append("Transfer-Encoding: chunked\r\n\r\n")
+        request = _SocketChunkedRequest(self, f"{method} {path}")
+        request.send(["".join(head).encode("latin-1")])
+        return request
 
     # -- reading ---------------------------------------------------------------------------------------------
     def _fill(self) -> bool:
@@ -195,6 +233,45 @@ class SocketTransport:
             self._read_until(b"\r\n", 2)
 
 
+class _SocketChunkedRequest:
+    """The body of a chunked request on a `SocketTransport`'s connection: one `sendmsg` per chunk (size line,
+    data and CRLF gathered by the kernel, so a large chunk is never copied into a bigger buffer)."""
+
+    def __init__(self, transport: SocketTransport, what: str) -> None:
+        self._transport = transport
+        self._what = what
+
+    def write(self, chunk: bytes) -> None:
+        self.send([b"%x\r\n" % len(chunk), chunk, b"\r\n"])
+
+    def finish(self, trailers: Sequence[tuple[str, str]] = ()) -> Response:
+        lines = "".join(f"{name}: {value}\r\n" for name, value in trailers)
+        self.send([b"0\r\n" + lines.encode("latin-1") + b"\r\n"])
+        try:
+            return self._transport._read_response()
+        except (OSError, ValueError) as exc:
+            self._transport.close()
+            raise RuntimeApiError(f"connection to the Runtime API lost during {self._what}: {exc}") from exc
+
+    def send(self, parts: list[bytes]) -> None:
+        sock = self._transport._sock
+        try:
+            if sock is None:
+                raise OSError("the connection is closed")
+            sent = sock.sendmsg(parts)
+            total = sum(len(part) for part in parts)
+            if sent < total:  # the socket buffer was full: send the rest, without joining the parts
+                for part in parts:
+                    if sent >= len(part):
+                        sent -= len(part)
+                        continue
+                    sock.sendall(memoryview(part)[sent:])
+                    sent = 0
+        except OSError as exc:
+            self._transport.close()
+            raise RuntimeApiError(f"connection to the Runtime API lost during {self._what}: {exc}") from exc
+
+
 class PostResult(enum.Enum):
     ACCEPTED = "accepted"
     TOO_LARGE = "too large"
@@ -221,8 +298,31 @@ def _failure(endpoint: str, response: Response) -> RuntimeApiError:
     )
 
 
+class StreamingResponse:
+    """An open streaming `/response`: `write` sends one chunk, `finish` ends the body (with the error trailers when
+    the handler failed mid-stream), reads the answer and closes the connection."""
+
+    def __init__(self, transport: Transport, request: ChunkedRequest) -> None:
+        self._transport = transport
+        self._request = request
+
+    def write(self, chunk: bytes) -> None:
+        self._request.write(chunk)
+
+    def finish(self, error: ErrorReport | None = None) -> PostOutcome:
+        trailers: tuple[tuple[str, str], ...] = ()
+        if error is not None:
+            body = base64.b64encode(error.to_json()).decode("ascii")
+            trailers = ((ERROR_TYPE_HEADER, error.header_type), (ERROR_BODY_HEADER, body))
+        try:
+            response = self._request.finish(trailers)
+        finally:
+            self._transport.close()  # "send the response in chunks, then close the connection"
+        return RuntimeApiClient._judge("response", response)
+
+
 class RuntimeApiClient:
-    """The four calls a runtime makes, with AWS's status-code policy; transport failures raise `RuntimeApiError`."""
+    """The calls a runtime makes, with AWS's status-code policy; transport failures raise `RuntimeApiError`."""
 
     def __init__(self, transport: Transport) -> None:
         self._transport = transport
@@ -243,6 +343,16 @@ class RuntimeApiClient:
         )
         return self._judge("response", response)
 
+    def post_stream(self, request_id: str, content_type: str) -> StreamingResponse:
+        """Start a streamed `/response` (the head goes out now); write its chunks, then `finish` it."""
+        headers = (
+            ("Content-Type", content_type),
+            (RESPONSE_MODE_HEADER, "streaming"),
+            ("Trailer", f"{ERROR_TYPE_HEADER}, {ERROR_BODY_HEADER}"),
+        )
+        request = self._transport.open_stream("POST", _request_path(request_id, "response"), headers)
+        return StreamingResponse(self._transport, request)
+
     def post_error(self, report: ErrorReport) -> PostOutcome:
         response = self._transport.request(
             "POST", _request_path(report.request_id, "error"), self._error_headers(report), report.to_json()
@@ -254,6 +364,19 @@ class RuntimeApiClient:
             "POST", f"{API_VERSION}/runtime/init/error", self._error_headers(report), report.to_json()
         )
         return self._judge("init/error", response)
+
+    def restore_next(self) -> None:
+        """SnapStart: the snapshot may be taken now; returns once this environment has been restored from it."""
+        response = self._transport.request("GET", f"{API_VERSION}/runtime/restore/next")
+        if response.status != 200:
+            raise _failure("restore/next", response)
+
+    def post_restore_error(self, report: ErrorReport) -> PostOutcome:
+        """SnapStart: an after-restore hook failed (the runtime exits after this)."""
+        response = self._transport.request(
+            "POST", f"{API_VERSION}/runtime/restore/error", self._error_headers(report), report.to_json()
+        )
+        return self._judge("restore/error", response)
 
     def close(self) -> None:
         self._transport.close()

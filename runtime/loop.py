@@ -2,7 +2,10 @@
 
 It knows only the client, the dispatch function and the after-each hook. Bad events and bad handlers never stop
 it (dispatch turns them into `Failure`s); a broken Runtime API does: `RuntimeApiError` propagates and the process
-exits, because the platform then replaces the environment. Imports: stdlib, `runtime.*`.
+exits, because the platform then replaces the environment. A `Streamed` outcome is sent while it is produced:
+the POST opens with the first chunk, a failure before it goes to `/error`, one after it into the trailers.
+The loop holds no per-invocation state outside its own frame, so `runtime.concurrency` runs several of them.
+Imports: stdlib, `runtime.*`.
 """
 
 from __future__ import annotations
@@ -11,9 +14,9 @@ import logging
 import os
 from collections.abc import Callable, MutableMapping
 
-from runtime.api_client import PostOutcome, PostResult, RuntimeApiClient
-from runtime.dispatch import Failure, Next, Outcome, Success
-from runtime.errors import ResponseSizeTooLarge, report_from
+from runtime.api_client import PostOutcome, PostResult, RuntimeApiClient, StreamingResponse
+from runtime.dispatch import Failure, Next, Outcome, Streamed, Success
+from runtime.errors import ResponseSizeTooLarge, RuntimeApiError, report_from
 from runtime.model import ErrorReport, Invocation
 
 AfterEach = Callable[[Invocation, Outcome], None]
@@ -51,6 +54,59 @@ def _post_error(client: RuntimeApiClient, invocation: Invocation, report: ErrorR
         _warn_rejected("error", invocation, outcome)
 
 
+class _LazyStream:
+    """The `ChunkSink` a `Streamed` outcome writes to: the POST opens with the first chunk (so a handler that fails
+    before it is answered through `/error`), and a broken connection is remembered even if user code swallowed
+    the `RuntimeApiError` that `write` raised into it."""
+
+    __slots__ = ("_client", "_request_id", "error", "response")
+
+    def __init__(self, client: RuntimeApiClient, request_id: str) -> None:
+        self._client = client
+        self._request_id = request_id
+        self.response: StreamingResponse | None = None
+        self.error: RuntimeApiError | None = None
+
+    def open(self, content_type: str) -> None:
+        try:
+            self.response = self._client.post_stream(self._request_id, content_type)
+        except RuntimeApiError as exc:
+            self.error = exc
+            raise
+
+    def write(self, chunk: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        assert self.response is not None
+        try:
+            self.response.write(chunk)
+        except RuntimeApiError as exc:
+            self.error = exc
+            raise
+
+
+def _answer_streamed(client: RuntimeApiClient, invocation: Invocation, outcome: Streamed) -> Outcome:
+    sink = _LazyStream(client, invocation.request_id)
+    try:
+        failure = outcome.run(sink)
+    except RuntimeApiError:
+        raise
+    except Exception as exc:  # `run` turns handler errors into Failures; this is for a broken middleware
+        failure = Failure(report_from(exc, invocation.request_id))
+    if sink.error is not None:
+        raise sink.error
+    if sink.response is None:
+        if failure is not None:
+            _post_error(client, invocation, failure.report)
+            return failure
+        sink.open("application/octet-stream")
+        assert sink.response is not None
+    posted = sink.response.finish(failure.report if failure is not None else None)
+    if posted.result is not PostResult.ACCEPTED:
+        _warn_rejected("streamed response", invocation, posted)
+    return failure if failure is not None else outcome
+
+
 def answer(client: RuntimeApiClient, invocation: Invocation, outcome: Outcome) -> Outcome:
     """Post the outcome; returns what was finally reported (a 413 turns a success into a failure)."""
     if isinstance(outcome, Success):
@@ -65,6 +121,8 @@ def answer(client: RuntimeApiClient, invocation: Invocation, outcome: Outcome) -
             f"({MAX_RESPONSE_BYTES} bytes)."
         )
         outcome = Failure(report_from(fault, invocation.request_id))
+    elif isinstance(outcome, Streamed):
+        return _answer_streamed(client, invocation, outcome)
     _post_error(client, invocation, outcome.report)
     return outcome
 

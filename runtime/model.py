@@ -20,7 +20,9 @@ H_TENANT_ID = "lambda-runtime-aws-tenant-id"
 H_CONTENT_TYPE = "content-type"
 
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
+ERROR_BODY_HEADER = "Lambda-Runtime-Function-Error-Body"  # a streamed response's error, in the trailers (base64)
 XRAY_CAUSE_HEADER = "Lambda-Runtime-Function-XRay-Error-Cause"
+RESPONSE_MODE_HEADER = "Lambda-Runtime-Function-Response-Mode"
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,26 @@ class Sent:
     path: str
     headers: dict[str, str]
     body: bytes
+    chunks: list[bytes] | None = None  # a chunked (streamed) request's chunks, in order; `body` joins them
+    trailers: dict[str, str] | None = None
+
+
+@dataclass
+class FakeChunkedRequest:
+    """A streamed request: chunks are recorded as they are written; `finish` pops the scripted answer."""
+
+    transport: FakeTransport
+    sent: Sent
+
+    def write(self, chunk: bytes) -> None:
+        assert chunk, "an empty chunk would end a chunked body"
+        assert self.sent.chunks is not None and self.sent.trailers is None, "written after finish"
+        self.sent.chunks.append(chunk)
+        self.sent.body += chunk
+
+    def finish(self, trailers: Sequence[tuple[str, str]] = ()) -> Response:
+        self.sent.trailers = dict(trailers)
+        return self.transport.answer()
 
 
 @dataclass
@@ -29,6 +49,14 @@ class FakeTransport:
         self, method: str, path: str, headers: Sequence[tuple[str, str]] = (), body: bytes = b""
     ) -> Response:
         self.sent.append(Sent(method, path, dict(headers), body))
+        return self.answer()
+
+    def open_stream(self, method: str, path: str, headers: Sequence[tuple[str, str]] = ()) -> FakeChunkedRequest:
+        sent = Sent(method, path, dict(headers), b"", chunks=[])
+        self.sent.append(sent)
+        return FakeChunkedRequest(self, sent)
+
+    def answer(self) -> Response:
         if not self.script:
             raise RuntimeApiError("script exhausted: connection lost")
         return self.script.pop(0)
