@@ -1,8 +1,11 @@
 """`LambdaContext`: the second argument of every handler, attribute-compatible with awslambdaric's.
 
 Built per invocation from the `Invocation` and the init-time `RuntimeConfig` (never from `os.environ`), with an
-injectable clock so remaining-time logic can be tested. Malformed client-context or Cognito JSON raises
-`LambdaContextUnmarshalError`, which becomes an error for that request only.
+injectable clock so remaining-time logic can be tested. Beyond awslambdaric's attributes it carries
+`xray_trace_id`, the invocation's `Lambda-Runtime-Trace-Id`: with concurrent invocations the process-wide
+`_X_AMZN_TRACE_ID` cannot name the right one, so the context is where a handler finds its own.
+Malformed client-context or Cognito JSON raises `LambdaContextUnmarshalError`, which becomes an error for that
+request only.
 Imports: stdlib, `runtime.model`, `runtime.config`, `runtime.errors`.
 """
 
@@ -88,12 +91,14 @@ class LambdaContext:
         "log_stream_name",
         "memory_limit_in_mb",
         "tenant_id",
+        "xray_trace_id",
     )
 
     def __init__(self, invocation: Invocation, config: RuntimeConfig, clock: Clock = time.time) -> None:
         self.aws_request_id = invocation.request_id
         self.invoked_function_arn = invocation.invoked_function_arn
         self.tenant_id = invocation.tenant_id
+        self.xray_trace_id = invocation.trace_id
         self.function_name = config.function_name
         self.function_version = config.function_version
         self.memory_limit_in_mb = config.memory_limit_in_mb

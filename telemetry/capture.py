@@ -1,7 +1,9 @@
 """`print()` and stderr writes become log records, one per line, so they reach every sink with the request id.
 
 The stdout sink echoes them once on the real stdout. A partial line is held until its newline or the end of the
-invocation. Re-entrant writes (the logging machinery itself writing to stderr) go straight to the real stream.
+invocation, per thread: `print("a")` writes "a" and "\n" separately, and with concurrent invocations (one per
+thread) a shared buffer would glue one invocation's text to another's line and request id.
+Re-entrant writes (the logging machinery itself writing to stderr) go straight to the real stream.
 Imports: stdlib.
 """
 
@@ -19,9 +21,7 @@ class LineCapture(io.TextIOBase):
         self._logger = logger
         self._level = level
         self._original = original
-        self._partial = ""
-        self._lock = threading.Lock()
-        self._inside = threading.local()
+        self._local = threading.local()  # .partial: this thread's unfinished line; .active: inside _emit
 
     @property
     def encoding(self) -> str:  # type: ignore[override]
@@ -39,28 +39,28 @@ class LineCapture(io.TextIOBase):
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        if getattr(self._inside, "active", False):
+        local = self._local
+        if getattr(local, "active", False):
             self._original.write(text)
             return len(text)
-        with self._lock:
-            pending = self._partial + text
-            lines = pending.split("\n")
-            self._partial = lines.pop()
+        lines = (getattr(local, "partial", "") + text).split("\n")
+        local.partial = lines.pop()
         self._emit(lines)
         return len(text)
 
     def flush(self) -> None:
-        with self._lock:
-            partial, self._partial = self._partial, ""
+        """Emit this thread's unfinished line (the end of an invocation; each worker flushes its own)."""
+        partial = getattr(self._local, "partial", "")
         if partial:
+            self._local.partial = ""
             self._emit([partial])
 
     def _emit(self, lines: list[str]) -> None:
         if not lines:
             return
-        self._inside.active = True
+        self._local.active = True
         try:
             for line in lines:
                 self._logger.log(self._level, line.rstrip("\r"))
         finally:
-            self._inside.active = False
+            self._local.active = False

@@ -1,7 +1,9 @@
 """Per-invocation log context in one `ContextVar`: set by the invocation middleware, reset in `finally`.
 
 Nothing per-invocation lives on a long-lived object, so nothing leaks from one invocation into the next, and
-concurrent invocations (threads, tasks) each see their own. Imports: stdlib, `runtime.model`.
+concurrent invocations (threads, tasks) each see their own. A streamed response is produced after the middleware
+returned, while the loop sends it: `enter`/`leave` put the same context back around that production, so the
+records it writes carry the invocation's ids. Imports: stdlib, `runtime.model`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,15 @@ _current: contextvars.ContextVar[LogContext | None] = contextvars.ContextVar("fl
 
 def current() -> LogContext | None:
     return _current.get()
+
+
+def enter(ctx: LogContext) -> contextvars.Token[LogContext | None]:
+    """Make `ctx` current again (e.g. while a streamed response is produced); undo with `leave(token)`."""
+    return _current.set(ctx)
+
+
+def leave(token: contextvars.Token[LogContext | None]) -> None:
+    _current.reset(token)
 
 
 @contextmanager

@@ -5,6 +5,13 @@ append to a deque (see `EnqueueHandler`). The shipper thread renders each record
 every sink, then ships: when the loop asks for a flush (after the response is posted, before `/next`), when a
 batch is due, every `flush_interval` during long invocations, and shortly before an invocation's deadline (the
 deadline guard), so a function that times out still leaves its records behind.
+
+Concurrent invocations (Managed Instances) share the pipeline: the deadline guard holds one entry per running
+invocation, and a flush ships what was queued when it was asked for — records other invocations log meanwhile
+wait for the next flush, so N busy workers cannot keep one worker's flush going until its budget runs out.
+Records are taken from one queue by one thread, so concurrent flushes never lose or duplicate one.
+For SnapStart, `prepare_snapshot` ships and then closes every sink connection on the shipper thread (sinks
+reopen lazily) and `after_restore` re-seeds the record sequence, so restored copies never share record ids.
 Imports: stdlib, `.records`, `.sink`, `.context`.
 """
 
@@ -12,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import threading
 import time
 import traceback
@@ -28,6 +36,7 @@ from telemetry.sink import SinkHandler
 
 DRAIN_CHUNK = 2000  # records rendered between two ships; below every sink's memory buffer by default
 SpanIds = Callable[[], tuple[str, str] | None]
+DeadlineHook = Callable[[LogContext], None]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
 
 
@@ -43,6 +52,7 @@ class FlushRequest:
     complete: bool = False
     incomplete_sinks: tuple[str, ...] = ()
     strict_ok: bool = False
+    close_connections: bool = False  # SnapStart: drop every sink connection once shipped
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +122,11 @@ class LogPipeline:
         self._requests: deque[FlushRequest] = deque()
         self._draining = False
         self._stopping = False
-        self._guard: tuple[float, LogContext] | None = None
+        # request id -> (monotonic time to fire, its context): one entry per running invocation
+        self._guards: dict[str, tuple[float, LogContext]] = {}
         self._planned_wake = 0.0  # when the shipper will wake by itself (monotonic)
+        #: called on the shipper thread when an invocation's deadline guard fires (e.g. to end its span)
+        self.on_deadline: DeadlineHook | None = None
         self._dropped: deque[int] = deque()
         self._thread = threading.Thread(target=self._run, name="flightrec-shipper", daemon=True)
 
@@ -164,24 +177,46 @@ class LogPipeline:
         return FlushResult(request.complete, request.strict_ok, request.incomplete_sinks)
 
     def watch_deadline(self, deadline_epoch_ms: int | None, ctx: LogContext | None) -> None:
-        """Arm the deadline guard for the running invocation (ship its records `margin` before the deadline)."""
+        """Arm the deadline guard for a running invocation (ship its records `margin` before the deadline)."""
         if deadline_epoch_ms is None or ctx is None:
-            self._guard = None
             return
         remaining_s = deadline_epoch_ms / 1000 - time.time()
         fire_at = time.monotonic() + remaining_s - self._margin
-        self._guard = (fire_at, ctx)
+        self._guards[ctx.request_id] = (fire_at, ctx)
         if fire_at < self._planned_wake:  # the shipper would sleep past it; waking a thread costs tens of µs
             self._wake.set()
 
-    def unwatch_deadline(self) -> None:
-        self._guard = None
+    def unwatch_deadline(self, ctx: LogContext | None = None) -> None:
+        """Disarm the guard of the invocation `ctx` (None: of every invocation)."""
+        if ctx is None:
+            self._guards.clear()
+        else:
+            self._guards.pop(ctx.request_id, None)
 
     def take_dropped(self) -> int:
         n = 0
         while self._dropped:
             n += self._dropped.popleft()
         return n
+
+    def prepare_snapshot(self, timeout_s: float) -> FlushResult:
+        """SnapStart, before the snapshot: ship everything, then close every sink's connections, both on the
+        shipper thread (so no delivery is cut off half way); a sink reconnects at its next delivery."""
+        if not self._thread.is_alive():
+            self._close_connections()
+            return self.flush(timeout_s, force=True)
+        request = FlushRequest(deadline=time.monotonic() + timeout_s, force=True, close_connections=True)
+        self._requests.append(request)
+        self._wake.set()
+        if not request.done.wait(timeout_s + 0.05):
+            return FlushResult(complete=False, strict_ok=False, timed_out=True)
+        return FlushResult(request.complete, request.strict_ok, request.incomplete_sinks)
+
+    def after_restore(self) -> None:
+        """SnapStart, after a restore: many copies resume from one snapshot, with one sequence counter between
+        them; records outside an invocation (`<instance>/<seq>` ids) would collide, and PostgreSQL's exactly-once
+        insert would drop all but one. A random 64-bit offset (fresh entropy after the restore) keeps them apart."""
+        self._seq = itertools.count(int.from_bytes(os.urandom(8), "big") << 20)
 
     def close(self, timeout_s: float) -> FlushResult:
         result = self.flush(timeout_s, force=True)
@@ -200,10 +235,10 @@ class LogPipeline:
     def _run(self) -> None:
         while not self._stopping:
             timeout = self._interval
-            guard = self._guard
             now = time.monotonic()
-            if guard is not None:
-                timeout = max(min(timeout, guard[0] - now), 0.0)
+            if self._guards:
+                first = min(fire_at for fire_at, _ in self._guards.copy().values())  # copy: atomic under the GIL
+                timeout = max(min(timeout, first - now), 0.0)
             self._planned_wake = now + timeout
             self._wake.wait(timeout)
             self._wake.clear()
@@ -219,13 +254,13 @@ class LogPipeline:
         requests = []
         while self._requests:
             requests.append(self._requests.popleft())
-        guard = self._guard
         now = time.monotonic()
-        guard_fired = guard is not None and now >= guard[0]
-        if guard_fired and guard is not None:
-            self._guard = None
-            self._guard_record(guard[1])
-        if not requests and not guard_fired and not self._queue and all(not len(s.pending) for s in self.sinks):
+        fired = self._fire_guards(now) if self._guards else []
+        guard_fired = bool(fired)
+        # What is queued now is what this cycle owes (requests were taken first, so everything logged before them
+        # is in it); records logged while it ships wait for the next cycle.
+        owed = len(self._queue)
+        if not requests and not guard_fired and not owed and all(not len(s.pending) for s in self.sinks):
             return
         if requests:
             deadline = min(r.deadline for r in requests)
@@ -234,17 +269,26 @@ class LogPipeline:
                     sink.retry_now()
         else:
             deadline = now + (self._margin * 0.8 if guard_fired else self._interval)
+        for ctx in fired:  # first: the hook only starts its work (e.g. a span export on its own thread)
+            self._deadline_hook(ctx)
         self._draining = True
         try:
             while True:  # render and ship in chunks, so a burst never overfills a sink's memory buffer
-                self._drain(DRAIN_CHUNK)
+                chunk = min(DRAIN_CHUNK, owed)
+                self._drain(chunk)
+                owed -= chunk
                 incomplete = tuple(s.name_for_logs for s in self.sinks if not s.ship(deadline))
-                if not self._queue or time.monotonic() >= deadline:
+                if owed <= 0 or not self._queue or time.monotonic() >= deadline:
                     break
         finally:
             self._draining = False
         self._count_drops()
+        self._settle(requests, incomplete)
+
+    def _settle(self, requests: list[FlushRequest], incomplete: tuple[str, ...]) -> None:
         strict_ok = not any(s.strict_capable and len(s.pending) for s in self.sinks)
+        if any(r.close_connections for r in requests):
+            self._close_connections()
         for request in requests:
             request.complete = not incomplete
             request.incomplete_sinks = incomplete
@@ -277,6 +321,30 @@ class LogPipeline:
                 continue
             for sink in sinks:
                 sink.accept(rendered)
+
+    def _fire_guards(self, now: float) -> list[LogContext]:
+        """Take the guards that are due and queue their warning records; returns their contexts."""
+        fired = [ctx for fire_at, ctx in self._guards.copy().values() if now >= fire_at]  # copy: atomic under GIL
+        for ctx in fired:
+            self._guards.pop(ctx.request_id, None)
+            self._guard_record(ctx)
+        return fired
+
+    def _close_connections(self) -> None:
+        for sink in self.sinks:
+            try:
+                sink.close_connections()
+            except Exception as exc:
+                self._diagnose(f"closing the {sink.name_for_logs} sink's connections failed: {exc}")
+
+    def _deadline_hook(self, ctx: LogContext) -> None:
+        hook = self.on_deadline
+        if hook is None:
+            return
+        try:
+            hook(ctx)
+        except Exception as exc:
+            self._diagnose(f"the deadline hook failed: {type(exc).__name__}: {exc}")
 
     def _guard_record(self, ctx: LogContext) -> None:
         record = logging.LogRecord(
