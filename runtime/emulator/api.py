@@ -53,6 +53,10 @@ class Emulator:
     """A Lambda emulator for one function: Runtime API + invoke endpoint on one port, plus the runtime child.
 
     Pass `spawn=False` to start no child and let an external runtime (a test's thread, a debugger) poll.
+    `max_concurrency` (default: `AWS_LAMBDA_MAX_CONCURRENCY` from `env`, else 1) hands out that many invocations
+    at once, as Lambda Managed Instances do. `snapstart=True` starts the runtime with
+    `AWS_LAMBDA_INITIALIZATION_TYPE=snap-start` and serves `/runtime/restore/next`; with `hold_restore=True` that
+    call waits (the "snapshot") until `release_restore()`.
     """
 
     def __init__(
@@ -76,6 +80,9 @@ class Emulator:
         platform_sink: Callable[[str], None] | None = None,
         init_timeout_s: float = 10.0,
         shutdown_grace_s: float = 0.5,
+        max_concurrency: int | None = None,
+        snapstart: bool = False,
+        hold_restore: bool = False,
     ) -> None:
         self.handler = handler
         self.task_root = Path(task_root) if task_root is not None else Path.cwd()
@@ -83,6 +90,14 @@ class Emulator:
         self.timeout_s = timeout_s
         self.init_timeout_s = init_timeout_s
         self.shutdown_grace_s = shutdown_grace_s
+        self._env = dict(env or {})
+        if max_concurrency is None:
+            raw = self._env.get("AWS_LAMBDA_MAX_CONCURRENCY", "").strip()
+            max_concurrency = int(raw) if raw.isdigit() and int(raw) > 0 else 1
+        else:
+            self._env["AWS_LAMBDA_MAX_CONCURRENCY"] = str(max_concurrency)
+        if snapstart:
+            self._env["AWS_LAMBDA_INITIALIZATION_TYPE"] = "snap-start"
         self.config = FunctionConfig(
             function_name=function_name or wire.default_function_name(handler),
             handler=handler,
@@ -90,8 +105,9 @@ class Emulator:
             timeout_s=timeout_s,
             memory_mb=memory_mb,
             init_timeout_s=init_timeout_s,
+            max_concurrency=max_concurrency,
+            snapstart=snapstart,
         )
-        self._env = dict(env or {})
         self._base_env = dict(base_env) if base_env is not None else clean_environment()
         self._bind = (host, port)
         self._eager = eager
@@ -104,6 +120,8 @@ class Emulator:
         self.extensions = ExtensionRegistry()
         self._platform = PlatformLog(platform_sink or _print_line)
         self._backend = Backend(self.config, self._platform, self.inject, self.extensions)
+        if hold_restore:
+            self._backend.restore_gate.clear()
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._supervisor: Supervisor | None = None
@@ -220,6 +238,19 @@ class Emulator:
                     result.headers,
                 )
         return result
+
+    def release_restore(self) -> None:
+        """SnapStart: end the "snapshot" a `hold_restore=True` emulator holds; `/restore/next` answers now."""
+        self._backend.restore_gate.set()
+
+    def wait_for_call(self, method: str, path: str, timeout_s: float = 5.0) -> bool:
+        """Wait until the runtime made this Runtime API call (e.g. `GET /2018-06-01/runtime/restore/next`)."""
+        deadline = time.monotonic() + timeout_s
+        while (method, path) not in self._backend.api_calls:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     # --- what tests look at -----------------------------------------------------------------------------
     @property

@@ -5,6 +5,11 @@ answer the first invoke, timeouts and crashes that replace the runtime, platform
 only translates requests into calls here and `Reply` objects back into bytes, so each rule can be read in
 one place and the server stays a thin, replaceable shell.
 
+Two platform modes beyond the default: `max_concurrency > 1` (Managed Instances: up to that many invocations
+are handed out at once, to as many concurrent `/next` calls) and `snapstart` (`/runtime/restore/next` is served:
+it answers once the test or user releases the "restore", and `/runtime/restore/error` fails the first invoke as
+an init error does).
+
 Allowed imports: stdlib, `runtime.emulator.*` (except `server`, `api`, `cli`).
 """
 
@@ -41,6 +46,8 @@ class FunctionConfig:
     timeout_s: float = 3.0
     memory_mb: int = 128
     init_timeout_s: float = 10.0
+    max_concurrency: int = 1  # AWS_LAMBDA_MAX_CONCURRENCY: invocations handed out at once
+    snapstart: bool = False  # serve /runtime/restore/next and /runtime/restore/error
 
     @property
     def arn(self) -> str:
@@ -62,7 +69,7 @@ class InvokeRequest:
 class PostRecord:
     """What the runtime posted for a request id (or for init), kept so tests can inspect the raw headers."""
 
-    kind: str  # "response", "error", "init_error"
+    kind: str  # "response", "error", "init_error", "restore_error"
     request_id: str | None
     status: int
     headers: tuple[tuple[str, str], ...]
@@ -124,7 +131,9 @@ class Backend:
         self._log = platform_log
         self._clock = clock
         self._book = InvocationBook()
-        self._turn = FifoTurn()
+        self._turn = FifoTurn(config.max_concurrency)
+        self.restore_gate = threading.Event()  # SnapStart: /restore/next answers once this is set
+        self.restore_gate.set()
         self._lock = threading.Lock()
         self._generations: dict[int, Generation] = {0: Generation(0, spawned_at=None)}
         self.posts: list[PostRecord] = []
@@ -147,16 +156,18 @@ class Backend:
         return self._generation(self._book.epoch)
 
     def on_runtime_exit(self, rp: RuntimeProcess, returncode: int) -> None:
-        """A runtime process ended; an invocation it still owed an answer fails with `Runtime.ExitError`."""
+        """A runtime process ended; every invocation it still owed an answer fails with `Runtime.ExitError`."""
         with self._lock:
             self._generations[rp.generation].exited = True
         self._book.notify()
-        inv = self._book.current
-        if inv is None or inv.generation != rp.generation or inv.outcome is not None:
-            return
-        message, body = _exit_body(inv.request_id, returncode)
-        outcome = Outcome(OutcomeKind.EXIT, body, wire.JSON, UNHANDLED, "Runtime.ExitError")
-        self._settle(inv, outcome, [message, "Runtime.ExitError"])
+        owed = self._book.in_flight(rp.generation)
+        inv = self._book.current  # queued for this generation but not taken yet: it waited in vain
+        if inv is not None and inv.generation == rp.generation and inv.outcome is None and inv not in owed:
+            owed.append(inv)
+        for inv in owed:
+            message, body = _exit_body(inv.request_id, returncode)
+            outcome = Outcome(OutcomeKind.EXIT, body, wire.JSON, UNHANDLED, "Runtime.ExitError")
+            self._settle(inv, outcome, [message, "Runtime.ExitError"])
 
     def _ensure_runtime(self) -> int:
         """The generation that will serve the next invocation, starting a runtime when none is usable."""
@@ -327,7 +338,30 @@ class Backend:
             return wire.Reply(403, wire.invalid_state_body(f"Invocation {request_id} was already answered"))
         return wire.ACCEPTED
 
-    def init_error(self, headers: Mapping[str, str], body: bytes, size: int) -> wire.Reply:
+    def restore_next(self) -> wire.Reply | None:
+        """`GET /restore/next` (SnapStart): the runtime is ready for the snapshot; answer once it is "restored",
+        i.e. when `restore_gate` is set (at once, unless a test holds it). None: close the connection."""
+        if not self.config.snapstart:  # as RIE: the route exists only for functions initialised for SnapStart
+            return wire.Reply(404, wire.error_body("NotFound", "restore/next is only served with SnapStart"))
+        gen = self._current_generation()
+        with self._lock:
+            gen.snapshot_at = time.monotonic()
+        while not self.restore_gate.wait(0.05):
+            if self._book.closed or gen.exited:
+                return None
+        with self._lock:
+            gen.restored_at = time.monotonic()
+        return wire.Reply(200, b"")
+
+    def restore_error(self, headers: Mapping[str, str], body: bytes, size: int) -> wire.Reply:
+        """`POST /restore/error` (SnapStart): an after-restore hook failed; it answers the invoke as an init error."""
+        if not self.config.snapstart:
+            return wire.Reply(404, wire.error_body("NotFound", "restore/error is only served with SnapStart"))
+        return self.init_error(headers, body, size, kind="restore_error")
+
+    def init_error(
+        self, headers: Mapping[str, str], body: bytes, size: int, kind: str = "init_error"
+    ) -> wire.Reply:
         """`POST /init/error`: the error answers the pending (or next) invoke; the runtime is then replaced."""
         reply = self._judge_init_error()
         if reply is None:
@@ -345,7 +379,7 @@ class Backend:
                 with self._lock:
                     gen.stored_init_error = outcome
             reply = wire.ACCEPTED
-        self._record("init_error", None, status=reply.status, headers=headers, body=body, size=size)
+        self._record(kind, None, status=reply.status, headers=headers, body=body, size=size)
         return reply
 
     def _judge_init_error(self) -> wire.Reply | None:
@@ -441,7 +475,9 @@ class Backend:
         gen = self._generation(inv.generation)
         deadline = inv.dispatched_at + self.config.timeout_s
         remaining = max(0.0, deadline - time.monotonic())
-        if self._book.wait_for(lambda: self._book.back_at_next(inv) or gen.exited, remaining) or self._book.closed:
+        concurrent = self.config.max_concurrency > 1
+        back = self._book.back_at_next
+        if self._book.wait_for(lambda: back(inv, concurrent) or gen.exited, remaining) or self._book.closed:
             return
         message = format_timeout(wire.rfc3339_now(self._clock()), inv.request_id, self.config.timeout_s)
         self._log.emit(message)

@@ -217,6 +217,9 @@ class RequestHandler(BaseHTTPRequestHandler):
         elif path == wire.EXTENSION_NEXT_PATH:
             backend.note_call("GET", path)
             self._send_or_abort(backend.extension_next(self._headers()))
+        elif path == wire.RESTORE_NEXT_PATH:
+            backend.note_call("GET", path)
+            self._send_or_abort(backend.restore_next())
         else:
             self._not_found()
 
@@ -230,6 +233,10 @@ class RequestHandler(BaseHTTPRequestHandler):
             backend.note_call("POST", path)
             body, size = self._read_body(wire.MAX_PAYLOAD_BYTES)
             self.send_reply(backend.init_error(self._headers(), body, size))
+        elif path == wire.RESTORE_ERROR_PATH:
+            backend.note_call("POST", path)
+            body, size = self._read_body(wire.MAX_PAYLOAD_BYTES)
+            self.send_reply(backend.restore_error(self._headers(), body, size))
         elif path == wire.EXTENSION_REGISTER_PATH:
             backend.note_call("POST", path)
             body, _ = self._read_body(wire.MAX_PAYLOAD_BYTES)

@@ -3,6 +3,8 @@
 Why: the Runtime API's rules (400 for an unknown id, 403 for a second answer, long-polls that must give up
 when their runtime died) are all questions about shared state touched by several HTTP threads. Keeping that
 state behind one condition variable, with no HTTP and no processes in sight, makes the rules easy to check.
+With `AWS_LAMBDA_MAX_CONCURRENCY=N` (Managed Instances) up to N invocations are dispatched at once; the book
+holds them all, and `FifoTurn` admits N invokes at a time in arrival order.
 
 Allowed imports: stdlib, `runtime.emulator.stream`.
 """
@@ -59,6 +61,7 @@ class Invocation:
     stream: StreamRelay | None = None
     start_logged: bool = False
     poll_mark: int = 0  # the runtime's `/next` count when it took this invocation
+    settle_mark: int = 0  # the `/next` count when it was answered
 
     @property
     def started_at(self) -> float:
@@ -77,6 +80,8 @@ class Generation:
     init_reported: bool = False
     stored_init_error: Outcome | None = None
     exited: bool = False
+    snapshot_at: float | None = None  # SnapStart: when the runtime called /restore/next
+    restored_at: float | None = None  # SnapStart: when /restore/next answered
 
     @property
     def init_duration_ms(self) -> float | None:
@@ -124,9 +129,10 @@ class InvocationBook:
             self._polls += 1
             self._cond.notify_all()
 
-    def back_at_next(self, inv: Invocation) -> bool:
-        """True once the runtime polled `/next` again after taking `inv`. Call only inside `wait_for`."""
-        return self._polls > inv.poll_mark
+    def back_at_next(self, inv: Invocation, concurrent: bool = False) -> bool:
+        """True once the runtime polled `/next` again after taking `inv` (with concurrent workers, after `inv` was
+        answered: another worker's poll says nothing about this one). Call only inside `wait_for`."""
+        return self._polls > (inv.settle_mark if concurrent else inv.poll_mark)
 
     def notify(self) -> None:
         """Wake waiters to re-check conditions that live outside the book (e.g. a runtime exited)."""
@@ -195,10 +201,16 @@ class InvocationBook:
             if inv.outcome is not None:
                 return False
             inv.outcome = outcome
+            inv.settle_mark = self._polls
             if inv in self._queue:
                 self._queue.remove(inv)
             self._cond.notify_all()
             return True
+
+    def in_flight(self, generation: int) -> list[Invocation]:
+        """The dispatched, unanswered invocations a runtime generation holds."""
+        with self._cond:
+            return [inv for inv in self._dispatched.values() if inv.generation == generation and inv.outcome is None]
 
     def start_stream(self, inv: Invocation, relay: StreamRelay) -> None:
         """Mark `inv` as streaming so its invoker starts relaying chunks before the outcome exists."""
@@ -225,26 +237,32 @@ class InvocationBook:
 
 
 class FifoTurn:
-    """A first-come, first-served lock, so invokes are served one at a time in arrival order."""
+    """A first-come, first-served semaphore: invokes are served `slots` at a time (one, unless the function runs
+    with `AWS_LAMBDA_MAX_CONCURRENCY`), admitted in arrival order."""
 
-    def __init__(self) -> None:
+    def __init__(self, slots: int = 1) -> None:
         self._cond = threading.Condition()
+        self._slots = max(slots, 1)
         self._next_ticket = 0
-        self._serving = 0
+        self._admitted = 0  # tickets admitted so far, in order
+        self._active = 0
 
     def __enter__(self) -> FifoTurn:
         with self._cond:
             ticket = self._next_ticket
             self._next_ticket += 1
-            self._cond.wait_for(lambda: self._serving == ticket)
+            self._cond.wait_for(lambda: self._admitted == ticket and self._active < self._slots)
+            self._admitted += 1
+            self._active += 1
+            self._cond.notify_all()  # the next ticket may be admissible too
         return self
 
     def __exit__(self, *exc: object) -> None:
         with self._cond:
-            self._serving += 1
+            self._active -= 1
             self._cond.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no invoke holds or awaits its turn; True when idle."""
         with self._cond:
-            return self._cond.wait_for(lambda: self._serving == self._next_ticket, timeout)
+            return self._cond.wait_for(lambda: self._active == 0 and self._admitted == self._next_ticket, timeout)

@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 RUNTIME_PREFIX = "/2018-06-01/runtime"
 NEXT_PATH = f"{RUNTIME_PREFIX}/invocation/next"
 INIT_ERROR_PATH = f"{RUNTIME_PREFIX}/init/error"
+RESTORE_NEXT_PATH = f"{RUNTIME_PREFIX}/restore/next"
+RESTORE_ERROR_PATH = f"{RUNTIME_PREFIX}/restore/error"
 INVOCATION_ANSWER_RE = re.compile(r"^/2018-06-01/runtime/invocation/(?P<id>[^/]+)/(?P<kind>response|error)$")
 EXTENSION_REGISTER_PATH = "/2020-01-01/extension/register"
 EXTENSION_NEXT_PATH = "/2020-01-01/extension/event/next"
