@@ -253,3 +253,106 @@ def test_records_outside_invocations_get_new_ids_after_a_restore(make_pipeline):
     first = sink.events()[0]["record_id"]
     assert first == "inst/1"
     assert len({first, *ids}) == 3
+
+
+# --- spans: one per invocation, and every record points at its own ---------------------------------------------
+
+
+def _otel(spans):
+    from telemetry.middleware import Otel
+
+    return Otel.create(TelemetryConfig(function_name="fn", flush_budget_ms=2000), span_exporter=lambda: spans,
+                       diagnostics=io.StringIO())
+
+
+def test_concurrent_invocations_each_get_their_own_span_and_their_records_point_at_it(make_pipeline,
+                                                                                        recorder_logs_to):
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    # GIVEN the OTel middleware outermost and the recorder inside it, as telemetry.setup wires them
+    spans = InMemorySpanExporter()
+    otel = _otel(spans)
+    sink = RecordingSink()
+    pipeline = make_pipeline(sink, span_ids=otel.span_ids)
+    recorder_logs_to(pipeline)
+    app = fresh_logger("app", pipeline.handler)
+    barrier = threading.Barrier(N)
+
+    def handler(event: Any, context: Any) -> dict[str, Any]:
+        for step in range(3):
+            barrier.wait(LIVENESS_S)
+            app.info("step %d of %s", step, context.aws_request_id)
+        return {}
+
+    recorder = InvocationRecorder(TelemetryConfig(lifecycle=True), pipeline, started_ns=0)
+    dispatch = make_dispatch(handler, RUNTIME_CONFIG, [otel.middleware, recorder.middleware])
+    try:
+        threads = [threading.Thread(target=lambda i=i: dispatch(Invocation(f"req-{i}", b"{}"))) for i in range(N)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(LIVENESS_S)
+        assert otel.flush(LIVENESS_S)
+        assert pipeline.flush(LIVENESS_S).complete
+    finally:
+        otel.shutdown(1.0)
+
+    # THEN there is one span per invocation
+    by_request = {
+        span.attributes["faas.invocation_id"]: (format(span.context.trace_id, "032x"), format(span.context.span_id,
+                                                                                              "016x"))
+        for span in spans.get_finished_spans()
+    }
+    assert sorted(by_request) == [f"req-{i}" for i in range(N)]
+    assert len(set(by_request.values())) == N
+    # AND every record written inside an invocation carries that invocation's trace and span ids
+    inside = [e for e in sink.events() if e["kind"] in ("log", "end", "report")]
+    assert len(inside) == N * 5
+    for event in inside:
+        assert (event["trace_id"], event["span_id"]) == by_request[event["request_id"]]
+
+
+def _otel_supports_streams() -> bool:
+    import inspect
+
+    from telemetry import middleware
+
+    return "Streamed" in inspect.getsource(middleware)
+
+
+@pytest.mark.skipif(not _otel_supports_streams(), reason="telemetry.middleware.Otel does not wrap Streamed yet")
+def test_the_span_of_a_streamed_response_covers_the_whole_stream(make_pipeline, recorder_logs_to):
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    spans = InMemorySpanExporter()
+    otel = _otel(spans)
+    sink = RecordingSink()
+    pipeline = make_pipeline(sink, span_ids=otel.span_ids)
+    recorder_logs_to(pipeline)
+    app = fresh_logger("app", pipeline.handler)
+
+    def handler(event: Any, context: Any) -> Any:
+        yield b"one"
+        app.info("between chunks")
+        time.sleep(0.05)
+        yield b"two"
+
+    recorder = InvocationRecorder(TelemetryConfig(lifecycle=True), pipeline, started_ns=0)
+    dispatch = make_dispatch(handler, RUNTIME_CONFIG, [otel.middleware, recorder.middleware])
+    try:
+        outcome = dispatch(Invocation("req-s", b"{}"))
+        assert spans.get_finished_spans() == ()  # not ended: the stream has not run yet
+
+        class Sink:
+            def open(self, content_type: str) -> None: ...
+            def write(self, chunk: bytes) -> None: ...
+
+        assert outcome.run(Sink()) is None  # type: ignore[union-attr]
+        assert otel.flush(LIVENESS_S)
+        assert pipeline.flush(LIVENESS_S).complete
+    finally:
+        otel.shutdown(1.0)
+    (span,) = spans.get_finished_spans()
+    assert (span.end_time - span.start_time) / 1e6 >= 50
+    (record,) = [e for e in sink.events() if e["message"] == "between chunks"]
+    assert record["span_id"] == format(span.context.span_id, "016x")
