@@ -58,6 +58,15 @@ class FlushMetricReader(MetricReader):
         self._exporter: MetricExporter | None = None
         self._last_ok = True
 
+    @property
+    def prepared(self) -> bool:
+        return self._exporter is not None
+
+    def prepare(self) -> None:
+        """Build the exporter now (its imports), ahead of the first export."""
+        if self._exporter is None:
+            self._exporter = self._factory()
+
     def export_now(self, timeout_millis: float) -> bool:
         """Collect and export everything recorded so far; True when the exporter accepted it (or nothing to do)."""
         self._last_ok = True

@@ -67,6 +67,9 @@ from telemetry.tracing import span_exporter as configured_span_exporter
 SpanIds = tuple[str, str]
 EXPORT_BATCH = 512
 MAX_QUEUED_SPANS = 2048
+# An invocation still running this long (or halfway to its deadline guard) gets the exporters built in the
+# background, so that a deadline-guard export does not start with ~100 ms of imports; quicker ones never pay it.
+WARM_UP_AFTER_S = 0.2
 _STATUS_MAX_CHARS = 1024
 
 
@@ -109,6 +112,8 @@ class ExportWorker:
         self._batch = batch_size
         self._tickets: deque[FlushTicket] = deque()
         self._wake = threading.Event()
+        self._warm_at: float | None = None  # monotonic time to build the exporters ahead of any export
+        self._batch_due = False
         self._stopping = False
         self._dropped = 0
         self._lock = threading.Lock()
@@ -131,7 +136,27 @@ class ExportWorker:
 
     def wake(self) -> None:
         """A batch is full: export spans now (no metrics), without anyone waiting."""
+        self._batch_due = True
         self._wake.set()
+
+    @property
+    def ready(self) -> bool:
+        """The exporters exist (or cannot): an export now costs no imports."""
+        spans_ready = self._span_factory is None or self._span_exporter is not None or self._span_broken
+        return spans_ready and (self._reader is None or self._reader.prepared or self._metrics_broken)
+
+    def warm_up_at(self, when: float) -> None:
+        """Build the exporters at `when` (monotonic) unless an export has built them by then.
+
+        Exporters are normally built by the first flush, after the first response. An invocation that is still
+        running a while later might be one that times out, and then the deadline guard's export must not spend
+        its short margin importing the exporter package, so the export thread builds it meanwhile."""
+        if self._warm_at is None and not self.ready:
+            self._warm_at = when
+            self._wake.set()  # let the thread recompute how long it sleeps
+
+    def cancel_warm_up(self) -> None:
+        self._warm_at = None
 
     def stop(self, timeout_s: float) -> None:
         self._stopping = True
@@ -154,11 +179,19 @@ class ExportWorker:
         # Exports must never trace themselves (the requests instrumentation sees the exporter's HTTP calls).
         otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True))
         while not self._stopping:
-            self._wake.wait()
+            warm_at = self._warm_at
+            self._wake.wait(None if warm_at is None else max(warm_at - time.monotonic(), 0.0))
             self._wake.clear()
             tickets: list[FlushTicket] = []
             while self._tickets:
                 tickets.append(self._tickets.popleft())
+            warm_at = self._warm_at
+            if warm_at is not None and time.monotonic() >= warm_at:
+                self._warm_at = None
+                self._prepare()
+            batch_due, self._batch_due = self._batch_due, False
+            if not tickets and not batch_due:
+                continue  # woken for the warm-up: exporting happens when a flush (or a full batch) asks for it
             try:
                 ok = self._cycle(export_metrics=bool(tickets))
             except Exception as exc:  # the export thread must outlive any exporter bug
@@ -201,6 +234,15 @@ class ExportWorker:
             if result is not SpanExportResult.SUCCESS:
                 self._drop(len(batch), f"export failed: {reason}")
                 return False  # the rest stay queued for the next flush (the queue is bounded)
+
+    def _prepare(self) -> None:
+        self._exporter()
+        if self._reader is not None and not self._metrics_broken:
+            try:
+                self._reader.prepare()
+            except Exception as exc:
+                self._metrics_broken = True
+                self._diagnose(f"the metric exporter could not be created, metrics are off: {exc}")
 
     def _exporter(self) -> SpanExporter | None:
         if self._span_exporter is None and not self._span_broken and self._span_factory is not None:
@@ -399,6 +441,8 @@ class Otel:
             finally:
                 otel_context.detach(token)
                 self._running.pop(inv.request_id, None)
+                if not self._running:
+                    self.worker.cancel_warm_up()  # a quick invocation: the flush builds the exporters
                 self._end(running, outcome, error)
 
         return dispatch
@@ -416,6 +460,9 @@ class Otel:
         )
         running = _Running(span, trigger, self._clock_ns(), inv.deadline_ms, cold)
         self._running[inv.request_id] = running
+        if inv.deadline_ms is not None and not self.worker.ready:
+            until_guard_s = (inv.deadline_ms - time.time() * 1000 - self.cfg.deadline_margin_ms) / 1000
+            self.worker.warm_up_at(time.monotonic() + max(0.0, min(WARM_UP_AFTER_S, until_guard_s / 2)))
         return running, trace.set_span_in_context(span, parent)
 
     def _end(self, running: _Running, outcome: Outcome | None, error: BaseException | None) -> None:

@@ -26,7 +26,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from runtime.dispatch import Failure, Success
 from runtime.model import ErrorReport, Invocation
 from telemetry.config import TelemetryConfig, TelemetryConfigError
-from telemetry.middleware import Otel
+from telemetry.middleware import WARM_UP_AFTER_S, Otel
 from tests.unit.telemetry.test_metrics import CollectingExporter, points
 
 REPO = Path(__file__).resolve().parents[3]
@@ -359,6 +359,47 @@ def test_a_failed_metric_export_fails_the_flush_but_drops_nothing(spans, diagnos
         assert len(spans.get_finished_spans()) == 1
         assert instance.take_dropped() == 0
         assert "metrics export failed" in diagnostics.getvalue()
+    finally:
+        instance.shutdown(1.0)
+
+
+def test_exporters_are_built_at_the_first_flush_not_during_a_quick_invocation(spans, diagnostics):
+    built: list[str] = []
+
+    def factory() -> InMemorySpanExporter:
+        built.append(threading.current_thread().name)
+        return spans
+
+    instance = Otel.create(CFG, span_exporter=factory, diagnostics=diagnostics)
+    try:
+        instance.middleware(ok)(_inv(deadline_ms=int(time.time() * 1000) + 60_000))
+        time.sleep(WARM_UP_AFTER_S + 0.2)  # past the warm-up time: the quick invocation cancelled it
+        assert built == []
+        assert instance.flush(2.0)
+        assert built == ["flightrec-otel-export"]
+    finally:
+        instance.shutdown(1.0)
+
+
+def test_a_long_invocation_gets_its_exporters_built_before_any_flush(spans, diagnostics):
+    # GIVEN a first invocation that is still running after the warm-up delay
+    built = threading.Event()
+
+    def factory() -> InMemorySpanExporter:
+        built.set()
+        return spans
+
+    def slow(inv: Invocation) -> Success:
+        # THEN the exporter gets built while it runs (so a deadline-guard export would not import it)
+        assert built.wait(10)
+        return Success(b"{}", "application/json")
+
+    instance = Otel.create(CFG, span_exporter=factory, diagnostics=diagnostics)
+    try:
+        instance.middleware(slow)(_inv(deadline_ms=int(time.time() * 1000) + 60_000))
+        assert built.is_set()
+        assert instance.flush(2.0)
+        assert len(spans.get_finished_spans()) == 1
     finally:
         instance.shutdown(1.0)
 
