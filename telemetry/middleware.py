@@ -10,12 +10,14 @@ Spans lost to a full queue or a failed export are counted (`take_dropped`, `flig
 reported on the real stderr. Telemetry errors never reach the handler or the loop.
 
 Built by `telemetry.otel.install_otel` only when something is configured; importing this module imports the SDK.
-Imports: opentelemetry-api/sdk, stdlib, `runtime.model`, `runtime.dispatch` (types), `.config`, `.tracing`,
-`.metrics`, `.redact`.
+A streamed response (`Streamed`) keeps its span open, and current, until the stream ends.
+Imports: opentelemetry-api/sdk, stdlib, `runtime.model`, `runtime.dispatch` and `runtime.streaming` (types),
+`.config`, `.tracing`, `.metrics`, `.redact`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import threading
@@ -35,8 +37,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from runtime.dispatch import Failure, Next, Outcome
+from runtime.dispatch import Failure, Next, Outcome, Streamed
 from runtime.model import ErrorReport, Invocation
+from runtime.streaming import ChunkSink
 from telemetry.config import TelemetryConfig
 from telemetry.metrics import (
     ERROR,
@@ -434,18 +437,46 @@ class Otel:
             error: BaseException | None = None
             try:
                 outcome = inner(inv)
+                if isinstance(outcome, Streamed):
+                    return self._streamed(inv.request_id, running, ctx, outcome)
                 return outcome
             except BaseException as exc:  # dispatch turns everything into a Failure; this is for the impossible
                 error = exc
                 raise
             finally:
                 otel_context.detach(token)
-                self._running.pop(inv.request_id, None)
-                if not self._running:
-                    self.worker.cancel_warm_up()  # a quick invocation: the flush builds the exporters
-                self._end(running, outcome, error)
+                if not isinstance(outcome, Streamed):
+                    self._finished(inv.request_id, running, outcome, error)
 
         return dispatch
+
+    def _streamed(self, request_id: str, running: _Running, ctx: otel_context.Context, outcome: Streamed) -> Streamed:
+        """A streamed response runs after the middleware returned: the span stays open, and current, while the
+        handler produces its chunks, and ends (with the stream's failure, if any) when the stream does."""
+        inner_run = outcome.run
+
+        def run(sink: ChunkSink) -> Failure | None:
+            token = otel_context.attach(ctx)
+            failure: Failure | None = None
+            error: BaseException | None = None
+            try:
+                failure = inner_run(sink)
+                return failure
+            except BaseException as exc:  # RuntimeApiError: the Runtime API broke mid-stream
+                error = exc
+                raise
+            finally:
+                otel_context.detach(token)
+                self._finished(request_id, running, failure, error)
+
+        return dataclasses.replace(outcome, run=run)
+
+    def _finished(self, request_id: str, running: _Running, outcome: Outcome | None,
+                  error: BaseException | None) -> None:
+        self._running.pop(request_id, None)
+        if not self._running:
+            self.worker.cancel_warm_up()  # a quick invocation: the flush builds the exporters
+        self._end(running, outcome, error)
 
     def _start(self, inv: Invocation, cold: bool) -> tuple[_Running, otel_context.Context]:
         trigger = detect_trigger(inv.body)

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from runtime.dispatch import Failure, Success
+from runtime.dispatch import Failure, Streamed, Success
 from runtime.model import ErrorReport, Invocation
 from telemetry.config import TelemetryConfig, TelemetryConfigError
 from telemetry.middleware import WARM_UP_AFTER_S, Otel
@@ -263,6 +263,35 @@ def test_an_exception_escaping_the_core_still_ends_the_span(otel, spans):
     (span,) = spans.get_finished_spans()
     assert span.status.status_code is StatusCode.ERROR
     assert dict(span.events[0].attributes)["exception.type"] == "KeyboardInterrupt"
+
+
+def test_a_streamed_response_keeps_its_span_open_and_current_until_the_stream_ends(otel, spans):
+    seen: list[object] = []
+
+    def produce(sink) -> Failure:
+        seen.append(otel.span_ids())  # the handler produces its chunks inside the span
+        sink.write(b"one")
+        return Failure(ErrorReport("BrokenStream", "gave up after one chunk"))
+
+    outcome = otel.middleware(lambda inv: Streamed(produce))(_inv("stream-1"))
+    assert isinstance(outcome, Streamed)
+    assert otel.flush(2.0)
+    assert spans.get_finished_spans() == ()  # the stream has not run yet
+    written: list[bytes] = []
+
+    class Sink:
+        def open(self, content_type: str) -> None: ...
+
+        def write(self, chunk: bytes) -> None:
+            written.append(chunk)
+
+    failure = outcome.run(Sink())
+    assert isinstance(failure, Failure) and written == [b"one"]
+    assert otel.flush(2.0)
+    (span,) = spans.get_finished_spans()
+    assert seen == [(f"{span.context.trace_id:032x}", f"{span.context.span_id:016x}")]
+    assert span.status.status_code is StatusCode.ERROR
+    assert _attrs(span)["error.type"] == "BrokenStream"
 
 
 # -- metrics ------------------------------------------------------------------------------------------------------
