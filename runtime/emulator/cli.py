@@ -54,6 +54,14 @@ def _add_function_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--init-timeout", type=float, default=10.0, help="seconds the runtime may take to reach /next (default: 10)"
     )
+    parser.add_argument(
+        "--max-concurrency", type=int, default=None, metavar="N",
+        help="hand out N invocations at once (AWS_LAMBDA_MAX_CONCURRENCY, as Lambda Managed Instances do)",
+    )
+    parser.add_argument(
+        "--snapstart", action="store_true",
+        help="initialise for SnapStart (AWS_LAMBDA_INITIALIZATION_TYPE=snap-start; /runtime/restore/next is served)",
+    )
 
 
 def configure_emulator(parser: argparse.ArgumentParser) -> None:
@@ -103,6 +111,8 @@ def _emulator_from(
         env=dict(args.env),
         base_env=dict(os.environ),  # a developer expects their shell's variables to reach the function
         init_timeout_s=args.init_timeout,
+        max_concurrency=args.max_concurrency,
+        snapstart=args.snapstart,
         host=host,
         port=port,
         eager=eager,
@@ -116,6 +126,8 @@ def _check_function_options(command: str, args: argparse.Namespace) -> int | Non
         return _usage_error(command, "give --handler (or --command)")
     if args.timeout <= 0 or args.memory <= 0:
         return _usage_error(command, "--timeout and --memory must be positive")
+    if args.max_concurrency is not None and args.max_concurrency < 1:
+        return _usage_error(command, "--max-concurrency must be at least 1")
     return None
 
 
