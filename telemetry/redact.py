@@ -65,9 +65,19 @@ def summarise_event(body: bytes, content_type: str | None, redactor: Redactor, m
         return summary
     redacted = redactor.value(event)
     text = json.dumps(redacted, ensure_ascii=False, default=str)
-    if len(text.encode()) <= max_bytes:
+    try:
+        encoded = text.encode()
+    except UnicodeEncodeError:  # a lone surrogate (`"\ud800"` is valid JSON, not UTF-8): shown as U+FFFD
+        text = without_lone_surrogates(text)
+        redacted, encoded = json.loads(text), text.encode()
+    if len(encoded) <= max_bytes:
         summary["event"] = redacted
     else:
         summary["event_truncated"] = True
-        summary["event_preview"] = text.encode()[:max_bytes].decode("utf-8", "ignore")
+        summary["event_preview"] = encoded[:max_bytes].decode("utf-8", "ignore")
     return summary
+
+
+def without_lone_surrogates(text: str) -> str:
+    """`text` with every lone surrogate (which UTF-8 cannot encode) replaced by U+FFFD."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")

@@ -2,7 +2,7 @@
 
 Built on python-json-logger (its `extra=` merging and reserved-attribute rules) with msgspec as the serialiser.
 Imported only by the shipper thread, after init, so neither library is on the cold-start path.
-Imports: stdlib, python-json-logger, msgspec, `.records`.
+Imports: stdlib, python-json-logger, msgspec, `.records`, `.redact`.
 """
 
 from __future__ import annotations
@@ -15,12 +15,24 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.msgspec import MsgspecFormatter
 
 from telemetry.records import FIELDS, LOG, STAMPED, Deferred, Rendered, rfc3339
+from telemetry.redact import without_lone_surrogates
 
 _RESERVED = frozenset(RESERVED_ATTRS) | STAMPED | {"message", "asctime"}
 
 
 def _json_safe(value: Any) -> Any:
     return value if isinstance(value, str | int | float | bool | type(None)) else repr(value)
+
+
+def _utf8_safe(value: Any) -> Any:
+    """A documented field's value with lone surrogates (not encodable as UTF-8) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return without_lone_surrogates(value)
+    if isinstance(value, dict):
+        return {_utf8_safe(k): _utf8_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_utf8_safe(v) for v in value]
+    return value
 
 
 class EventFormatter(MsgspecFormatter):
@@ -68,6 +80,11 @@ class EventFormatter(MsgspecFormatter):
         try:
             data = self._encoder.encode(event)
         except (TypeError, ValueError, RecursionError):  # RecursionError: a self-referencing extra
-            event = {key: _json_safe(value) if key not in FIELDS else value for key, value in event.items()}
-            data = self._encoder.encode(event)
+            try:  # UnicodeEncodeError (a ValueError): a lone surrogate, e.g. from an event's "\ud800" escape
+                event = _utf8_safe(event)
+                data = self._encoder.encode(event)
+            except (TypeError, ValueError, RecursionError):
+                event = {key: _utf8_safe(_json_safe(value) if key not in FIELDS else value)
+                         for key, value in event.items()}
+                data = self._encoder.encode(event)
         return Rendered(event=event, data=data, levelno=record.levelno)
