@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
@@ -22,13 +23,16 @@ from runtime.model import ErrorReport, Invocation
 from telemetry.capture import LineCapture
 from telemetry.config import TelemetryConfig
 from telemetry.lifecycle import InvocationRecorder
-from telemetry.pipeline import DRAIN_CHUNK, LogPipeline
+from telemetry.otel import install_otel
+from telemetry.pipeline import DRAIN_CHUNK, DeadlineHook, LogPipeline
 from telemetry.redact import Redactor
 from telemetry.sink import SinkHandler
 from telemetry.spill import PendingBuffer
 from telemetry.stdout import StdoutSink
 
 if TYPE_CHECKING:
+    from telemetry.context import LogContext
+    from telemetry.middleware import Otel
     from telemetry.render import EventFormatter
 
 SHUTDOWN_BUDGET_S = 0.3  # Lambda gives the runtime ~300 ms between SIGTERM and SIGKILL
@@ -43,6 +47,8 @@ class Telemetry:
     fatal: Callable[[str], None]
     shutdown: Callable[[], None]
     pipeline: LogPipeline
+    before_snapshot: Callable[[], None]
+    after_restore: Callable[[], None]
 
 
 def _pending(name: str, cfg: TelemetryConfig) -> PendingBuffer:
@@ -85,6 +91,7 @@ def install(cfg: TelemetryConfig, started_ns: int = 0) -> Telemetry:
             instance_id=f"{instance_id}-{os.getpid()}",
         )
 
+    otel = install_otel(cfg, started_ns, diagnostics=real_stderr)  # None (and no SDK import) unless configured
     pipeline = LogPipeline(
         formatter,
         _sinks(cfg, real_stdout.fileno()),
@@ -92,7 +99,10 @@ def install(cfg: TelemetryConfig, started_ns: int = 0) -> Telemetry:
         diagnostics=real_stderr,
         flush_interval_s=cfg.flush_interval_ms / 1000,
         deadline_margin_s=cfg.deadline_margin_ms / 1000,
+        span_ids=otel.span_ids if otel is not None else None,
     )
+    if otel is not None:
+        pipeline.on_deadline = _end_span_on_deadline(otel, cfg.deadline_margin_ms / 2000)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -110,27 +120,80 @@ def install(cfg: TelemetryConfig, started_ns: int = 0) -> Telemetry:
         sys.stdout, sys.stderr = captures
 
     recorder = InvocationRecorder(cfg, pipeline, started_ns, captures)
+    budget_s = cfg.flush_budget_ms / 1000
 
-    def shutdown() -> None:
+    def close_all(timeout_s: float) -> None:
         for capture in captures:
             capture.flush()
+        deadline = time.monotonic() + timeout_s
+        ticket = otel.begin_flush() if otel is not None else None  # spans export while the logs ship
+        pipeline.close(timeout_s)
+        if otel is not None and ticket is not None:
+            ticket.wait(max(deadline - time.monotonic(), 0.0))
+            otel.shutdown(max(deadline - time.monotonic(), 0.0))
+
+    def shutdown() -> None:
+        close_all(budget_s)
         sys.stdout, sys.stderr = real_stdout, real_stderr
-        pipeline.close(cfg.flush_budget_ms / 1000)
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
         del signum, frame
-        for capture in captures:
-            capture.flush()
-        pipeline.close(SHUTDOWN_BUDGET_S)
+        close_all(SHUTDOWN_BUDGET_S)
         os._exit(0)
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    if otel is None:
+        return Telemetry(
+            middlewares=(recorder.middleware,),
+            after_each=recorder.after_each,
+            init_done=recorder.init_done,
+            init_failed=recorder.init_failed,
+            fatal=recorder.fatal,
+            shutdown=shutdown,
+            pipeline=pipeline,
+            before_snapshot=recorder.before_snapshot,
+            after_restore=recorder.after_restore,
+        )
+    return _with_otel(otel, recorder, pipeline, shutdown, budget_s)
+
+
+def _end_span_on_deadline(otel: Otel, wait_s: float) -> DeadlineHook:
+    def hook(ctx: LogContext) -> None:
+        otel.deadline_imminent(ctx.request_id).wait(wait_s)
+
+    return hook
+
+
+def _with_otel(
+    otel: Otel, recorder: InvocationRecorder, pipeline: LogPipeline, shutdown: Callable[[], None], budget_s: float
+) -> Telemetry:
+    """The span middleware outermost (so the span is current while every record is written), and spans and logs
+    flushed concurrently within one budget: the collector's and PostgreSQL's round trips overlap."""
+
+    def after_each(invocation: Invocation, outcome: Outcome) -> None:
+        deadline = time.monotonic() + budget_s
+        ticket = otel.begin_flush()
+        recorder.after_each(invocation, outcome)
+        ticket.wait(max(deadline - time.monotonic(), 0.0))
+
+    def init_done() -> None:
+        otel.init_done()
+        recorder.init_done()
+
+    def init_failed(report: ErrorReport) -> None:
+        deadline = time.monotonic() + budget_s
+        ticket = otel.record_init_failure(report)
+        recorder.init_failed(report)
+        ticket.wait(max(deadline - time.monotonic(), 0.0))
+
     return Telemetry(
-        middlewares=(recorder.middleware,),
-        after_each=recorder.after_each,
-        init_done=recorder.init_done,
-        init_failed=recorder.init_failed,
+        middlewares=(otel.middleware, recorder.middleware),
+        after_each=after_each,
+        init_done=init_done,
+        init_failed=init_failed,
         fatal=recorder.fatal,
         shutdown=shutdown,
         pipeline=pipeline,
+        before_snapshot=recorder.before_snapshot,
+        after_restore=recorder.after_restore,
     )

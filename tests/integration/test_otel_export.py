@@ -2,9 +2,9 @@
 
 Two groups:
 * in-process: `Otel.create` with the configured (real) OTLP exporter, driven like the loop drives it;
-* `test_wired_bootstrap_*`: the real `./bootstrap` under the emulator. They need `telemetry.setup` to call
-  `install_otel` (OTel middleware outermost, its flush in `after_each`, the pipeline's deadline guard calling
-  `Otel.deadline_imminent`) and are skipped until it does.
+* `test_wired_bootstrap_*`: the real `./bootstrap` under the emulator, as `telemetry.setup` wires it (OTel
+  middleware outermost, its flush in `after_each` beside the log flush, the deadline guard calling
+  `Otel.deadline_imminent`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ SPAN_KIND_SERVER = 2
 STATUS_CODE_ERROR = 2
 XRAY = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0"
 SQS_EVENT = {"Records": [{"messageId": "1", "body": "hi", "eventSource": "aws:sqs"}]}
-WIRED = "install_otel" in (REPO / "telemetry" / "setup.py").read_text()
-wired = pytest.mark.skipif(not WIRED, reason="telemetry.setup does not call install_otel yet")
 
 
 def attrs(items) -> dict:
@@ -201,7 +199,6 @@ def _json_lines(emu) -> list[dict]:
     return [json.loads(line) for stream, line in emu.output if stream == "stdout" and line.startswith("{")]
 
 
-@wired
 def test_wired_bootstrap_spans_and_metrics_reach_the_receiver(otlp_receiver, task_root):
     otlp_receiver.clear()
     root = task_root("probe", SPAN_PROBE)
@@ -240,7 +237,6 @@ def test_wired_bootstrap_spans_and_metrics_reach_the_receiver(otlp_receiver, tas
     assert {"flightrec.invocations", "flightrec.invocation.duration", "flightrec.coldstarts"} <= names
 
 
-@wired
 def test_wired_bootstrap_a_hung_collector_does_not_stall_the_loop(private_otlp_receiver):
     rx = private_otlp_receiver
     rx.hang = True
@@ -265,7 +261,6 @@ def test_wired_bootstrap_a_hung_collector_does_not_stall_the_loop(private_otlp_r
     assert later.request_id in ids
 
 
-@wired
 def test_wired_bootstrap_an_init_error_span_reaches_the_receiver(otlp_receiver, task_root):
     otlp_receiver.clear()
     root = task_root("boom", "raise RuntimeError('import-time failure')\n")
@@ -281,7 +276,6 @@ def test_wired_bootstrap_an_init_error_span_reaches_the_receiver(otlp_receiver, 
     assert (event["exception.type"], event["exception.message"]) == ("RuntimeError", "import-time failure")
 
 
-@wired
 def test_wired_bootstrap_the_deadline_guard_exports_the_span_of_a_sleeping_handler(otlp_receiver, task_root):
     otlp_receiver.clear()
     root = task_root("sleepy", """
