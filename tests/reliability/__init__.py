@@ -1,0 +1,1 @@
+"""Reliability and security suites (a package, so that their module names never clash with other suites')."""
