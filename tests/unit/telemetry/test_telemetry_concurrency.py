@@ -312,15 +312,6 @@ def test_concurrent_invocations_each_get_their_own_span_and_their_records_point_
         assert (event["trace_id"], event["span_id"]) == by_request[event["request_id"]]
 
 
-def _otel_supports_streams() -> bool:
-    import inspect
-
-    from telemetry import middleware
-
-    return "Streamed" in inspect.getsource(middleware)
-
-
-@pytest.mark.skipif(not _otel_supports_streams(), reason="telemetry.middleware.Otel does not wrap Streamed yet")
 def test_the_span_of_a_streamed_response_covers_the_whole_stream(make_pipeline, recorder_logs_to):
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
