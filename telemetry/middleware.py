@@ -3,9 +3,11 @@
 What runs where:
 * the caller's thread starts and ends the invocation span (attributes, parent, error status and event) and
   records the metrics; it never exports;
-* one export thread (`ExportWorker`) does every export: the spans ended so far, then the metrics. A flush is a
-  ticket handed to that thread; the caller waits for it at most its budget, so a slow or dead collector holds
-  the export thread (for at most TELEMETRY_OTLP_TIMEOUT_MS per attempt) but never the loop.
+* one export thread (`ExportWorker`) does every export: the spans ended so far, and at the same time, on a helper
+  thread, the metrics. A flush is a ticket handed to that thread; the caller waits for it at most its budget, so
+  a slow or dead collector holds the export thread (for at most TELEMETRY_OTLP_TIMEOUT_MS per attempt) but never
+  the loop. Exporters are built by the first flush (after the first response), or earlier in the background
+  when a first invocation runs long enough to be at risk of its deadline (`WARM_UP_AFTER_S`).
 Spans lost to a full queue or a failed export are counted (`take_dropped`, `flightrec.telemetry.dropped`) and
 reported on the real stderr. Telemetry errors never reach the handler or the loop.
 
@@ -220,14 +222,14 @@ class ExportWorker:
         assert self._spans is not None
         overflow = self._spans.take_overflow()
         if overflow:
-            self._drop(overflow, "the span queue was full (the collector is too slow or unreachable)")
+            self.drop(overflow, "the span queue was full (the collector is too slow or unreachable)")
         while True:
             batch = self._spans.take(self._batch)
             if not batch:
                 return True
             exporter = self._exporter()
             if exporter is None:
-                self._drop(len(batch) + len(self._spans.take(sys.maxsize)), "no span exporter is available")
+                self.drop(len(batch) + len(self._spans.take(sys.maxsize)), "no span exporter is available")
                 return False
             try:
                 result = exporter.export(batch)
@@ -235,7 +237,7 @@ class ExportWorker:
             except Exception as exc:
                 result, reason = SpanExportResult.FAILURE, f"{type(exc).__name__}: {exc}"
             if result is not SpanExportResult.SUCCESS:
-                self._drop(len(batch), f"export failed: {reason}")
+                self.drop(len(batch), f"export failed: {reason}")
                 return False  # the rest stay queued for the next flush (the queue is bounded)
 
     def _prepare(self) -> None:
@@ -273,7 +275,8 @@ class ExportWorker:
         self._metrics_failing = not ok
         return ok
 
-    def _drop(self, count: int, reason: str) -> None:
+    def drop(self, count: int, reason: str) -> None:
+        """Count `count` spans as lost and say why on stderr."""
         with self._lock:
             self._dropped += count
         self._on_dropped(count)
@@ -630,7 +633,7 @@ class Otel:
         ok = self.flush(timeout_s)
         self.worker.stop(max(deadline - time.monotonic(), 0.0))
         if self.span_queue is not None and len(self.span_queue):
-            self.worker._drop(len(self.span_queue.take(sys.maxsize)), "still queued at shutdown")
+            self.worker.drop(len(self.span_queue.take(sys.maxsize)), "still queued at shutdown")
         if self._requests_hook is not None:
             self._requests_hook.remove()
         try:
