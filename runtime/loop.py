@@ -147,7 +147,7 @@ def run(
             )
             continue
         if environ is not None:
-            if invocation.trace_id:
+            if invocation.trace_id and "\0" not in invocation.trace_id:  # a NUL cannot go into the environment
                 environ[TRACE_ENV] = invocation.trace_id
             else:
                 environ.pop(TRACE_ENV, None)

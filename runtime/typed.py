@@ -81,7 +81,7 @@ def _event_decoder(tp: Any) -> Decode:
             return decoder.decode(body)
         except msgspec.ValidationError as exc:
             raise EventValidationError(f"Event is not a valid {name}: {exc}") from None
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:
             raise UnmarshalError(f"Unable to unmarshal input: {exc}") from None
 
     return decode

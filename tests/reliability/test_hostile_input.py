@@ -197,10 +197,6 @@ def test_property_a_typed_handler_gets_a_valid_event_or_a_validation_error_never
     assert [r.event["kind"] for r in records][-2:] == ["end", "report"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: runtime/typed.py catches msgspec.ValidationError and DecodeError but not RecursionError: an event nested "
-    "past the recursion limit sent to a typed handler fails as the user's own `RecursionError` (header "
-    "Function.RecursionError) instead of Runtime.UnmarshalError, as it does for plain handlers (runtime/codec.py)."))
 def test_a_deeply_nested_event_to_a_typed_handler_is_an_unmarshal_error():
     with in_process_world() as world:
         world.use(orders_handler)
@@ -443,10 +439,6 @@ def test_property_malformed_header_values_never_crash_the_loop(request_id, deadl
     assert api.nexts == 3
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "BUG: runtime/loop.py copies Lambda-Runtime-Trace-Id into os.environ['_X_AMZN_TRACE_ID'] unchecked; a value "
-    "holding a NUL byte makes os.environ raise ValueError ('embedded null byte'), which escapes the loop and kills "
-    "the runtime with a traceback before the invocation is answered or any record is written."))
 def test_a_nul_in_the_trace_id_does_not_crash_the_loop():
     script = [next_answer("nul-1", b"{}", headers=[("Lambda-Runtime-Trace-Id", b"Root=1-abc\x00def")]),
               next_answer("sentinel", b"{}")]
