@@ -144,18 +144,14 @@ class InvocationRecorder:
                         "event": _EventSummary(invocation.body, invocation.content_type, self._redactor,
                                                self._cfg.event_max_bytes)}})
                 self._pipeline.watch_deadline(invocation.deadline_ms, ctx)
-                streamed = False
                 try:
                     outcome = inner(invocation)
-                    streamed = isinstance(outcome, Streamed)
-                finally:
-                    if not streamed:  # a stream's guard and captures stay until it ends
-                        self._pipeline.unwatch_deadline(ctx)
-                        for capture in self._captures:
-                            capture.flush()
-                if streamed:
-                    assert isinstance(outcome, Streamed)
+                except BaseException:  # dispatch turns everything into an outcome; this is for the impossible
+                    self._end_of_handler(ctx)
+                    raise
+                if isinstance(outcome, Streamed):  # its guard and captures stay until the stream ends
                     return self._streamed(invocation, ctx, outcome, started, cold)
+                self._end_of_handler(ctx)
                 duration_ms = (self._clock_ns() - started) / 1e6
                 self._record_outcome(outcome.report if isinstance(outcome, Failure) else None, duration_ms, cold)
                 if self._cfg.strict:
@@ -176,9 +172,7 @@ class InvocationRecorder:
                 try:
                     failure = inner_run(meter)
                 finally:
-                    self._pipeline.unwatch_deadline(ctx)
-                    for capture in self._captures:
-                        capture.flush()
+                    self._end_of_handler(ctx)
                 ended = self._clock_ns()
                 first = meter.first_byte_ns
                 self._record_outcome(failure.report if failure is not None else None, (ended - started) / 1e6,
@@ -195,6 +189,11 @@ class InvocationRecorder:
                 leave(token)
 
         return Streamed(run)
+
+    def _end_of_handler(self, ctx: LogContext) -> None:
+        self._pipeline.unwatch_deadline(ctx)
+        for capture in self._captures:
+            capture.flush()
 
     def _record_outcome(self, failure: ErrorReport | None, duration_ms: float, cold: bool,
                         stream: dict[str, Any] | None = None) -> None:
