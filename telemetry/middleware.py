@@ -625,6 +625,10 @@ class Otel:
                 self._metrics.init(elapsed_ns / 1e6, failed=True)
         except Exception as exc:
             self._diagnose(f"the init span could not be recorded: {type(exc).__name__}: {exc}")
+        if self._requests_hook is not None:
+            # The process exits next: when the exporter's own `import requests` comes, instrumenting it would only
+            # spend the export's short budget on ~100 ms of imports.
+            self._requests_hook.remove()
         return self.begin_flush()
 
     def shutdown(self, timeout_s: float) -> bool:

@@ -202,8 +202,9 @@ def _json_lines(emu) -> list[dict]:
 def test_wired_bootstrap_spans_and_metrics_reach_the_receiver(otlp_receiver, task_root):
     otlp_receiver.clear()
     root = task_root("probe", SPAN_PROBE)
+    # a generous budget: the first flush imports the exporter, and this proves delivery, not speed
     with emulator("probe.handler", root, function_name="probe", memory_mb=256,
-                  env=_env(otlp_receiver.endpoint)) as emu:
+                  env=_env(otlp_receiver.endpoint, TELEMETRY_FLUSH_BUDGET_MS="5000")) as emu:
         first = emu.invoke(SQS_EVENT)
         second = emu.invoke({"direct": True})
         records = _json_lines(emu)
@@ -264,7 +265,8 @@ def test_wired_bootstrap_a_hung_collector_does_not_stall_the_loop(private_otlp_r
 def test_wired_bootstrap_an_init_error_span_reaches_the_receiver(otlp_receiver, task_root):
     otlp_receiver.clear()
     root = task_root("boom", "raise RuntimeError('import-time failure')\n")
-    with emulator("boom.handler", root, function_name="boom", env=_env(otlp_receiver.endpoint)) as emu:
+    env = _env(otlp_receiver.endpoint, TELEMETRY_FLUSH_BUDGET_MS="5000")  # delivery before the exit, not speed
+    with emulator("boom.handler", root, function_name="boom", env=env) as emu:
         result = emu.invoke({})
         posted = [p for p in emu.posts if p.kind == "init_error"]
     assert posted and result.function_error == "Unhandled"  # the error still went to /runtime/init/error
