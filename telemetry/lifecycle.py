@@ -17,6 +17,7 @@ Imports: stdlib, `runtime.model`, `runtime.dispatch` and `runtime.streaming` (ty
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import resource
@@ -188,7 +189,7 @@ class InvocationRecorder:
             finally:
                 leave(token)
 
-        return Streamed(run)
+        return dataclasses.replace(outcome, run=run)
 
     def _end_of_handler(self, ctx: LogContext) -> None:
         self._pipeline.unwatch_deadline(ctx)
