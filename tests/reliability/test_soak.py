@@ -1,14 +1,16 @@
 """Soak: many invocations through the emulator and the REAL bootstrap with every sink on (stdout, syslog over TCP to a
-real rsyslog, PostgreSQL), one runtime process throughout.
+real rsyslog, PostgreSQL, OpenTelemetry spans over OTLP/HTTP to a receiver), one runtime process throughout.
 
 Proves, with the numbers printed (end of the pytest run) and written to `tests/reliability/results/soak.json`:
 - RSS and open file descriptors of the runtime process after warm-up: growth stated, bounded generously (the
   known ~145 bytes per invocation is `test_the_runtime_does_not_grow_per_invocation`, a strict xfail);
 - rows in PostgreSQL == records logged (each exactly once), syslog messages received == records logged, stdout
-  lines == the handler's records (lifecycle records stay off stdout by default), and nothing was dropped.
+  lines == the handler's records (lifecycle records stay off stdout by default), one invocation span per
+  invocation at the OTLP receiver, and nothing was dropped.
 
     ./dev slow -k soak                      # 50,000 invocations (about 10 minutes here)
     SOAK_INVOCATIONS=5000 ./dev slow -k soak
+    SOAK_OTEL=0 ./dev slow -k soak            # without OpenTelemetry
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from runtime.emulator import Emulator
 from tests.reliability.helpers import count_lines, counts, dropped_counts, open_fds, rss_kib, wait_for, write_summary
 
 INVOCATIONS = int(os.environ.get("SOAK_INVOCATIONS", "50000"))
+OTEL = os.environ.get("SOAK_OTEL", "1") != "0"
 WARMUP = max(100, min(2000, INVOCATIONS // 10))
 RECORDS_PER_INVOCATION = 5  # start, 2 lines, end, report
 HANDLER_LINES_PER_INVOCATION = 2  # what reaches stdout (lifecycle records stay off it)
@@ -34,8 +37,10 @@ FD_GROWTH_BOUND = 2
 
 @pytest.mark.slow
 @pytest.mark.timeout(4 * 3600)
-def test_soak_every_record_once_in_every_sink_and_a_flat_runtime(private_pg_server, private_rsyslog, task_root):
-    pg, rsyslog = private_pg_server, private_rsyslog
+def test_soak_every_record_once_in_every_sink_and_a_flat_runtime(
+    private_pg_server, private_rsyslog, private_otlp_receiver, task_root
+):
+    pg, rsyslog, otlp = private_pg_server, private_rsyslog, private_otlp_receiver
     dsn = pg.create_database()
     root = task_root("soak", """
         import logging
@@ -57,6 +62,8 @@ def test_soak_every_record_once_in_every_sink_and_a_flat_runtime(private_pg_serv
 
     env = {"LOGS_DATABASE_URL": dsn, "LOGS_AUTO_MIGRATE": "1", "SYSLOG_URL": rsyslog.tcp_url,
            "LOGS_SPILL_DIR": str(root / "spill")}
+    if OTEL:
+        env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint, "OTEL_METRICS_EXPORTER": "none"}
     samples: list[dict[str, int]] = []
     failed: list[str] = []
     started = time.monotonic()
@@ -78,10 +85,13 @@ def test_soak_every_record_once_in_every_sink_and_a_flat_runtime(private_pg_serv
         wait_for(lambda: counts(dsn)[0] >= expected, 180, interval_s=1.0)
         wait_for(lambda: count_lines(rsyslog.output_path) >= expected, 180, interval_s=1.0)
         wait_for(lambda: stdout_json[0] >= INVOCATIONS * HANDLER_LINES_PER_INVOCATION, 60, interval_s=0.5)
+        if OTEL:
+            wait_for(lambda: _invocation_spans(otlp) >= INVOCATIONS, 120, interval_s=2.0)
         time.sleep(2.0)  # anything duplicated or late would show up now
         rows, distinct = counts(dsn)
         syslog_messages = count_lines(rsyslog.output_path)
         generation = emu.generation
+        spans = _invocation_spans(otlp) if OTEL else None
         dropped_in_reports = pg.execute(
             "SELECT coalesce(sum((record->>'records_dropped')::int), 0), count(*) FROM logs WHERE kind = 'report'",
             dbname=dsn.rsplit("/", 1)[1])[0]
@@ -99,6 +109,7 @@ def test_soak_every_record_once_in_every_sink_and_a_flat_runtime(private_pg_serv
         "syslog_messages": syslog_messages,
         "stdout_json_lines": stdout_json[0],
         "stdout_expected": INVOCATIONS * HANDLER_LINES_PER_INVOCATION,
+        "otel_invocation_spans": spans,
         "report_rows": int(dropped_in_reports[1]),
         "records_dropped_in_reports": int(dropped_in_reports[0]),
         "records_dropped_on_stderr": sum(dropped_counts(stderr_lines, "syslog") + dropped_counts(stderr_lines,
@@ -121,9 +132,15 @@ def test_soak_every_record_once_in_every_sink_and_a_flat_runtime(private_pg_serv
     assert (rows, distinct) == (expected, expected), f"PostgreSQL rows != records logged; {numbers}"
     assert syslog_messages == expected, f"syslog messages != records logged; {numbers}"
     assert stdout_json[0] == INVOCATIONS * HANDLER_LINES_PER_INVOCATION, f"stdout lines; {numbers}"
+    assert spans is None or spans == INVOCATIONS, f"invocation spans != invocations; {numbers}"
     assert summary["records_dropped_in_reports"] == 0 and summary["records_dropped_on_stderr"] == 0, numbers
     assert summary["rss_growth_kib"] < RSS_GROWTH_BOUND_KIB, f"RSS grew after warm-up; {numbers}"
     assert summary["open_fds_growth"] <= FD_GROWTH_BOUND, f"open fds grew after warm-up; {numbers}"
+
+
+def _invocation_spans(otlp) -> int:
+    """Spans carrying `faas.invocation_id` (one per invocation; the init span has none)."""
+    return sum(any(a.key == "faas.invocation_id" for a in span.attributes) for _, _, span in otlp.spans())
 
 
 PER_INVOCATION_WARMUP, PER_INVOCATION_MEASURED = 1000, 5000
