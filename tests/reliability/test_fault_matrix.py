@@ -410,11 +410,7 @@ def test_a_hung_otlp_collector_never_holds_invocations_or_log_records(pg_db, pri
                   OTEL_METRICS_EXPORTER="none", TELEMETRY_OTLP_TIMEOUT_MS="500", TELEMETRY_FLUSH_BUDGET_MS="500")
     with emulator("handlers.echo.handler", REPO, env=env) as emu:
         healthy = emu.invoke({"phase": "healthy"})
-        try:
-            receiver.wait_for_spans(1, timeout=3)
-        except TimeoutError:
-            pytest.xfail("OpenTelemetry export is not wired into bootstrap yet: telemetry/setup.py does not call "
-                         "telemetry.otel.install_otel, so no span reached a healthy collector")
+        receiver.wait_for_spans(1, timeout=10)  # the healthy baseline: spans do reach the collector
         receiver.hang = True
         hung, took = [], []
         for i in range(5):
