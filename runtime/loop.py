@@ -157,6 +157,29 @@ def run(
             return outcome.exit_code
 
 
+class _TraceIdEnviron:
+    """Writes `_X_AMZN_TRACE_ID` into `os.environ` without `setenv(3)`.
+
+    glibc never frees the value `setenv` replaces, so writing a new trace id per invocation leaks ~150 bytes each
+    time (140 MiB per million invocations; measured by the soak test — awslambdaric has the same leak). X-Ray
+    and OpenTelemetry SDKs read `os.environ`, so updating CPython's mapping is what they see; a subprocess started
+    with the inherited C environment does not get the per-invocation value.
+    """
+
+    def __init__(self, environ: os._Environ[str]) -> None:
+        self._environ = environ
+        self._data = environ._data  # type: ignore[attr-defined]
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self._data[self._environ.encodekey(key)] = self._environ.encodevalue(value)
+
+    def pop(self, key: str, default: str | None = None) -> str | None:
+        raw = self._data.pop(self._environ.encodekey(key), None)
+        return self._environ.decodevalue(raw) if raw is not None else default
+
+
 def process_environ() -> MutableMapping[str, str]:
     """The process environment, for the single-concurrency trace-id contract (named so the write is visible)."""
+    if hasattr(os.environ, "_data") and hasattr(os.environ, "encodekey"):
+        return _TraceIdEnviron(os.environ)  # type: ignore[return-value]
     return os.environ

@@ -3,7 +3,8 @@ real rsyslog, PostgreSQL, OpenTelemetry spans over OTLP/HTTP to a receiver), one
 
 Proves, with the numbers printed (end of the pytest run) and written to `tests/reliability/results/soak.json`:
 - RSS and open file descriptors of the runtime process after warm-up: growth stated, bounded generously (the
-  known ~145 bytes per invocation is `test_the_runtime_does_not_grow_per_invocation`, a strict xfail);
+  runtime's own growth per invocation is measured by `test_the_runtime_does_not_grow_per_invocation`: 0 bytes
+  since the trace id no longer goes through setenv(3), which leaked ~145 bytes per invocation);
 - rows in PostgreSQL == records logged (each exactly once), syslog messages received == records logged, stdout
   lines == the handler's records (lifecycle records stay off stdout by default), one invocation span per
   invocation at the OTLP receiver, and nothing was dropped.
@@ -150,12 +151,6 @@ PER_INVOCATION_BOUND_BYTES = 32
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the runtime's RSS grows ~145 bytes per invocation, linearly, with no sink at all (6.6 MiB over the "
-    "50,000-invocation soak; ~140 MiB per million invocations of one environment). Cause: runtime/loop.py sets "
-    "os.environ['_X_AMZN_TRACE_ID'] to each invocation's distinct trace id; os.environ calls setenv(3), and glibc "
-    "never frees a replaced 'name=value' string (a standalone loop of os.environ[k] = <distinct 80-byte value> "
-    "grows 147 B per iteration). awslambdaric does the same."))
 def test_the_runtime_does_not_grow_per_invocation(task_root):
     """No sink, no lifecycle records, a handler that does nothing: whatever RSS grows by per invocation after
     warm-up is the runtime's own. Written to results/rss_per_invocation.json."""
