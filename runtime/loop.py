@@ -16,12 +16,11 @@ from collections.abc import Callable, MutableMapping
 
 from runtime.api_client import PostOutcome, PostResult, RuntimeApiClient, StreamingResponse
 from runtime.dispatch import Failure, Next, Outcome, Streamed, Success
-from runtime.errors import ResponseSizeTooLarge, RuntimeApiError, report_from
-from runtime.model import ErrorReport, Invocation
+from runtime.errors import RuntimeApiError, report_from
+from runtime.model import ErrorReport, Invocation, response_too_large
 
 AfterEach = Callable[[Invocation, Outcome], None]
 TRACE_ENV = "_X_AMZN_TRACE_ID"
-MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 100
 _ERROR_MESSAGE_CAP = 256 * 1024
 
 log = logging.getLogger("flightrec.runtime")
@@ -116,11 +115,7 @@ def answer(client: RuntimeApiClient, invocation: Invocation, outcome: Outcome) -
         if posted.result is PostResult.REJECTED:
             _warn_rejected("response", invocation, posted)
             return outcome
-        fault = ResponseSizeTooLarge(
-            f"Response payload size ({len(outcome.body)} bytes) exceeded maximum allowed payload size "
-            f"({MAX_RESPONSE_BYTES} bytes)."
-        )
-        outcome = Failure(report_from(fault, invocation.request_id))
+        outcome = Failure(response_too_large(invocation.request_id, len(outcome.body)))
     elif isinstance(outcome, Streamed):
         return _answer_streamed(client, invocation, outcome)
     _post_error(client, invocation, outcome.report)

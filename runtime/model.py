@@ -91,3 +91,19 @@ class ErrorReport:
 
     def to_json(self) -> bytes:
         return json.dumps(self.to_dict(), ensure_ascii=False).encode()
+
+
+MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 100  # the Runtime API's payload limit for a buffered response
+RESPONSE_TOO_LARGE = "Function.ResponseSizeTooLarge"
+
+
+def response_too_large(request_id: str, size: int) -> ErrorReport:
+    """The error posted (and recorded) for a response the Runtime API refuses as too large (413)."""
+    return ErrorReport(
+        error_type=RESPONSE_TOO_LARGE,
+        error_message=(
+            f"Response payload size ({size} bytes) exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."
+        ),
+        request_id=request_id,
+        header_type=RESPONSE_TOO_LARGE,
+    )

@@ -26,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.dispatch import Failure, Next, Outcome, Streamed
-from runtime.model import ErrorReport, Invocation
+from runtime.dispatch import Failure, Next, Outcome, Streamed, Success
+from runtime.model import MAX_RESPONSE_BYTES, ErrorReport, Invocation, response_too_large
 from runtime.streaming import ChunkSink
 from telemetry.capture import LineCapture
 from telemetry.config import TelemetryConfig
@@ -88,6 +88,16 @@ class _StreamMeter:
             self.first_byte_ns = self._clock_ns()
         self._sink.write(chunk)
         self.bytes_sent += len(chunk)
+
+
+def _recorded_failure(invocation: Invocation, outcome: Outcome) -> ErrorReport | None:
+    """The failure to record. A response over the Runtime API's limit is recorded as the error the platform will
+    answer it with (413 → `Function.ResponseSizeTooLarge`), because the records are written before it is posted."""
+    if isinstance(outcome, Failure):
+        return outcome.report
+    if isinstance(outcome, Success) and len(outcome.body) > MAX_RESPONSE_BYTES:
+        return response_too_large(invocation.request_id, len(outcome.body))
+    return None
 
 
 def error_fields(report: ErrorReport, redactor: Redactor) -> dict[str, Any]:
@@ -154,7 +164,7 @@ class InvocationRecorder:
                     return self._streamed(invocation, ctx, outcome, started, cold)
                 self._end_of_handler(ctx)
                 duration_ms = (self._clock_ns() - started) / 1e6
-                self._record_outcome(outcome.report if isinstance(outcome, Failure) else None, duration_ms, cold)
+                self._record_outcome(_recorded_failure(invocation, outcome), duration_ms, cold)
                 if self._cfg.strict:
                     outcome = self._store_strictly(invocation, outcome)
                 return outcome

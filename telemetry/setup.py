@@ -102,7 +102,7 @@ def install(cfg: TelemetryConfig, started_ns: int = 0) -> Telemetry:
         span_ids=otel.span_ids if otel is not None else None,
     )
     if otel is not None:
-        pipeline.on_deadline = _end_span_on_deadline(otel, cfg.deadline_margin_ms / 2000)
+        pipeline.on_deadline = _end_span_on_deadline(otel)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -157,9 +157,9 @@ def install(cfg: TelemetryConfig, started_ns: int = 0) -> Telemetry:
     return _with_otel(otel, recorder, pipeline, shutdown, budget_s)
 
 
-def _end_span_on_deadline(otel: Otel, wait_s: float) -> DeadlineHook:
+def _end_span_on_deadline(otel: Otel) -> DeadlineHook:
     def hook(ctx: LogContext) -> None:
-        otel.deadline_imminent(ctx.request_id).wait(wait_s)
+        otel.deadline_imminent(ctx.request_id)  # exports on the OTel thread; the logs ship meanwhile
 
     return hook
 

@@ -254,11 +254,6 @@ def test_events_and_responses_at_the_6_mb_limit(pg_db, task_root):
     assert total == distinct == sum(len(v) for v in found.values())  # the refused event left no row
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the report record of an invocation whose response the Runtime API refused with 413 says status=success "
-    "and no invocation_error record is written: InvocationRecorder.middleware (telemetry/lifecycle.py) records the "
-    "outcome before runtime.loop.answer turns the 413 into Function.ResponseSizeTooLarge, and after_each does not "
-    "record the changed outcome. Dashboards built on report.status undercount these failures."))
 def test_a_response_refused_as_too_large_is_reported_as_an_error(pg_db, task_root):
     """The invoker gets `Function.ResponseSizeTooLarge`; the report record must say the same (status error, that
     error type) and an invocation_error record must exist, as for every other failed invocation."""

@@ -252,8 +252,19 @@ def test_environ_none_leaves_the_process_environment_alone(monkeypatch):
     assert os.environ["_X_AMZN_TRACE_ID"] == "untouched"
 
 
-def test_process_environ_is_the_real_environment():
-    assert loop.process_environ() is os.environ
+def test_process_environ_writes_the_trace_id_where_python_code_reads_it():
+    # GIVEN the process environment as the loop uses it
+    environ = loop.process_environ()
+    try:
+        # WHEN a trace id is set, THEN os.environ and os.getenv see it (X-Ray and OTel SDKs read them)
+        environ[loop.TRACE_ENV] = "Root=1-5759e988-bd862e3fe1be46a994272793"
+        assert os.environ[loop.TRACE_ENV] == "Root=1-5759e988-bd862e3fe1be46a994272793"
+        assert os.getenv(loop.TRACE_ENV) == "Root=1-5759e988-bd862e3fe1be46a994272793"
+        # WHEN it is removed, THEN it is gone
+        environ.pop(loop.TRACE_ENV, None)
+        assert loop.TRACE_ENV not in os.environ
+    finally:
+        os.environ.pop(loop.TRACE_ENV, None)
 
 
 def test_after_each_once_per_answered_invocation_with_the_final_outcome():
