@@ -20,6 +20,7 @@ Imports: opentelemetry-api/sdk, stdlib, `runtime.model`, `runtime.dispatch` and 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import sys
 import threading
@@ -364,7 +365,7 @@ class Otel:
         )
         self._span_name = cfg.function_name or cfg.otel_service_name or "invoke"
         self._redactor = Redactor(cfg.redact_keys)
-        self._cold = True
+        self._invocations = itertools.count()  # next() is atomic: exactly one invocation is the cold start
         self._running: dict[str, _Running] = {}
         self._budget_s = cfg.flush_budget_ms / 1000
         self._requests_hook: AfterImport | None = None
@@ -429,7 +430,7 @@ class Otel:
         """The outermost middleware: the span is current while the log context and the handler run."""
 
         def dispatch(inv: Invocation) -> Outcome:
-            cold, self._cold = self._cold, False
+            cold = next(self._invocations) == 0
             try:
                 running, ctx = self._start(inv, cold)
             except Exception as exc:
