@@ -258,12 +258,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=run)
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
-    """Register `logs` on an argparse subparsers object."""
-    parser = subparsers.add_parser("logs", help="audit the logs table by request id, function, level, time, text")
-    configure(parser)
-    return parser
-
 
 def query_from(args: argparse.Namespace, now: datetime) -> AuditQuery:
     """The AuditQuery the flags describe; CommandError(2) for a malformed one."""

@@ -41,12 +41,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=run)
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
-    """Register `migrate` on an argparse subparsers object."""
-    parser = subparsers.add_parser("migrate", help="create or upgrade the PostgreSQL logs table")
-    configure(parser)
-    return parser
-
 
 def _inputs(args: argparse.Namespace, err: TextIO) -> tuple[str, str] | None:
     """(table, DSN) from the flags or, as their defaults, the runtime's variables; None after a usage error."""

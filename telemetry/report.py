@@ -491,12 +491,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=run)
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
-    """Register `report` on an argparse subparsers object."""
-    parser = subparsers.add_parser("report", help="error rate and latency charts for a time range, as HTML")
-    configure(parser)
-    return parser
-
 
 def run(
     args: argparse.Namespace,

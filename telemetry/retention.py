@@ -217,12 +217,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=run)
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
-    """Register `partitions` on an argparse subparsers object."""
-    parser = subparsers.add_parser("partitions", help="create partitions ahead and drop expired ones")
-    configure(parser)
-    return parser
-
 
 def run(
     args: argparse.Namespace,
