@@ -41,6 +41,9 @@ class Contestant:
 
 
 CONTESTANTS: tuple[Contestant, ...] = (
+    # Not a runtime: the leanest client there is, run in every round so the server's ceiling is measured under the
+    # same conditions as the contestants (its cycle is what the server and the kernel's loopback TCP cost).
+    Contestant("raw", "ceiling: raw-socket client, no JSON, no handler (bench/floor.py --raw)", ECHO, "raw"),
     Contestant("floor", "floor: minimal Python loop (bench/floor.py)", ECHO, "floor", baseline="ric"),
     Contestant("ric", "awslambdaric", ECHO, "awslambdaric"),
     Contestant("off", "ours, telemetry off", ECHO, "ours", baseline="ric"),
@@ -51,7 +54,6 @@ CONTESTANTS: tuple[Contestant, ...] = (
                everything_on=True, log_lines=10),
 )
 BY_KEY = {c.key: c for c in CONTESTANTS}
-RAW_CLIENT = Contestant("raw", "raw-socket client (bench/floor.py --raw)", ECHO, "raw")
 
 
 def lambda_environment(runtime_api: str, handler: str, extra: dict[str, str]) -> dict[str, str]:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from bench import procfs
+
 DATABASE = "flightrec_bench"
 TABLE = "logs"
 
@@ -68,6 +70,19 @@ class Peers:
     postgres: Any  # tests.peers.PostgresServer (imported lazily: psycopg is heavy and only needed here)
     rsyslog: Any  # tests.peers.RsyslogServer
     otlp: OtlpProcess
+
+    def cpu_ns(self) -> dict[str, int]:
+        """CPU used so far by each receiver (PostgreSQL: the postmaster and its live backends), in ns.
+
+        Why: "everything on" waits for these before `/next`, and they share the machine's two cores with the
+        runtime, so their cost per invocation belongs next to the runtime's own.
+        """
+        postmaster = self.postgres.pid
+        return {
+            "postgres": sum(procfs.process_cpu_ns(p) for p in [postmaster, *procfs.children(postmaster)]),
+            "rsyslog": procfs.process_cpu_ns(self.rsyslog.pid),
+            "otlp": procfs.process_cpu_ns(self.otlp.pid),
+        }
 
     def stored_rows(self) -> int:
         """Rows in the log table (0 before the runtime's auto-migration created it)."""

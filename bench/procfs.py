@@ -48,6 +48,31 @@ def _schedstat_ns(path: str) -> int:
         return int(fh.read().split(None, 1)[0])
 
 
+def process_cpu_ns(pid: int) -> int:
+    """utime+stime of `pid` in ns (tick resolution), 0 when it is gone."""
+    try:
+        utime, stime = _stat_ticks(f"/proc/{pid}/stat")
+    except (OSError, ValueError):
+        return 0
+    return (utime + stime) * _NS_PER_TICK
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of `pid` (e.g. PostgreSQL's backends under the postmaster)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                data = fh.read()
+        except OSError:
+            continue
+        if int(data[data.rindex(b")") + 2 :].split()[1]) == pid:
+            out.append(int(entry))
+    return out
+
+
 def cpu(pid: int) -> CpuSample:
     """A CPU sample of `pid` (raises OSError when the process is gone)."""
     utime, stime = _stat_ticks(f"/proc/{pid}/stat")

@@ -4,14 +4,15 @@
     .venv/bin/python -m bench.run --quick          # a short run while developing
 
 What it does, in order:
-  1. the server's own ceiling, with the leanest client there is (`bench/floor.py --raw`, a separate process);
-  2. a sanity pass: every contestant answers correctly (the response is the event), logs what it should (stdout
+  1. a sanity pass: every contestant answers correctly (the response is the event), logs what it should (stdout
      captured; for "everything on" the rows in PostgreSQL, the syslog messages and the OTLP spans counted);
-  3. the rounds: for each round, for each event, each contestant in turn (ABCD ABCD …), each run a fresh process
-     with `--warmup` unmeasured invocations then `--invocations` measured ones;
-  4. the RSS pass: one process per contestant serving `--rss-invocations` (20,000) small events;
-  5. the log pipeline micro-benchmark (`bench.bench_logging`, in its own process) unless `--no-logging`;
-  6. optionally cProfile of a contestant's main thread (`--profile on`).
+  2. the rounds: for each round, for each event, each contestant in turn (ABCD ABCD …), each run a fresh process
+     with `--warmup` unmeasured invocations then `--invocations` measured ones. The first contestant, "raw", is
+     the leanest client there is (`bench/floor.py --raw`: no JSON, no handler): its figures are the server's
+     ceiling, measured in the same rounds as everyone else;
+  3. the RSS pass: one process per contestant serving `--rss-invocations` (20,000) small events;
+  4. the log pipeline micro-benchmark (`bench.bench_logging`, in its own process) unless `--no-logging`;
+  5. optionally CPU profiles of every thread of a contestant (`--profile on`, see `bench.profile_threads`).
 Raw samples and every figure go to `bench/results/<timestamp>.json`; the tables are printed at the end.
 
 Why a fresh process per run: init, time to first response and RSS after init are per-process figures, and a
@@ -39,7 +40,7 @@ from typing import IO, Any
 
 from bench import events as event_defs
 from bench import procfs, stats
-from bench.contestants import BY_KEY, CONTESTANTS, RAW_CLIENT, ROOT, Contestant, lambda_environment
+from bench.contestants import BY_KEY, CONTESTANTS, ROOT, Contestant, lambda_environment
 from bench.peers import Peers
 from bench.server import BenchServer, RunRecord, ServerError
 
@@ -93,9 +94,10 @@ class Runner:
         self.timeout_s = timeout_s
         self.peers: Peers | None = None
         self.last_speed_ns = math.nan  # the speed probe taken just before the latest run
+        self.last_peers_cpu: dict[str, float] = {}  # µs per invocation of each peer in the latest run (everything on)
 
-    def stderr_path(self, contestant: Contestant) -> Path:
-        return self.workdir / f"{contestant.key}.stderr"
+    def stderr_path(self, contestant: Contestant, profiled: bool = False) -> Path:
+        return self.workdir / f"{contestant.key}{'-profiled' if profiled else ''}.stderr"
 
     def run(
         self,
@@ -107,6 +109,7 @@ class Runner:
         stdout: IO[bytes] | None = None,
         argv: list[str] | None = None,
         graceful: bool = False,
+        seconds_per_invocation: float = 0.01,
     ) -> RunRecord:
         """One process, `warmup + invocations` events; `graceful` refuses the last `/next` and lets the process exit
         by itself (atexit hooks run) instead of killing it."""
@@ -117,9 +120,11 @@ class Runner:
             extra.update(self.peers.env)
             self.peers.reset()
         env = lambda_environment(self.server.address, contestant.handler, extra)
-        err_path = self.stderr_path(contestant)
+        err_path = self.stderr_path(contestant, profiled=graceful)
         err_start = err_path.stat().st_size if err_path.exists() else 0
         self.last_speed_ns = procfs.speed_probe_ns()
+        self.last_peers_cpu = {}
+        peers_before = self.peers.cpu_ns() if contestant.everything_on and self.peers else {}
         with err_path.open("ab") as err:
             spawned_ns = time.perf_counter_ns()
             proc = subprocess.Popen(
@@ -127,10 +132,16 @@ class Runner:
                 stdout=stdout if stdout is not None else subprocess.DEVNULL, stderr=err,
             )
         try:
-            return self.server.run(
+            record = self.server.run(
                 proc.pid, event.body, warmup=warmup, invocations=invocations, spawned_ns=spawned_ns,
-                alive=lambda: proc.poll() is None, timeout_s=self.timeout_s + invocations * 0.01,
+                alive=lambda: proc.poll() is None,
+                timeout_s=self.timeout_s + (warmup + invocations) * seconds_per_invocation,
             )
+            if peers_before and self.peers is not None:  # before the kill: the runtime's backend is still there
+                after = self.peers.cpu_ns()
+                self.last_peers_cpu = {k: (after[k] - v) / (warmup + invocations) / 1000
+                                       for k, v in peers_before.items()}
+            return record
         except ServerError as exc:
             raise RunFailed(f"{contestant.key} ({event.name}): {exc}\n{_tail(err_path, err_start)}") from None
         finally:
@@ -146,9 +157,11 @@ class Runner:
             self.server.drop_connections()
 
 
-def result_of(record: RunRecord, speed_ns: float, **labels: Any) -> stats.Summary:
+def result_of(record: RunRecord, runner: Runner, **labels: Any) -> stats.Summary:
     summary = stats.summarise(record)
-    summary["speed_probe_ns"] = speed_ns
+    summary["speed_probe_ns"] = runner.last_speed_ns
+    # whole run, init included (tick resolution), per invocation
+    summary["peers_cpu_us_per_invocation"] = runner.last_peers_cpu
     summary.update(labels)
     summary["loadavg"] = procfs.loadavg()
     summary["raw"] = {"latencies_ns": record.latencies_ns, "cycles_ns": record.cycles_ns}
@@ -164,20 +177,6 @@ def progress(summary: stats.Summary, prefix: str) -> None:
 
 
 # -- the passes --------------------------------------------------------------------------------------------------
-def ceiling_pass(runner: Runner, events: list[Event], rounds: int, invocations: int) -> dict[str, Any]:
-    say(f"== server ceiling: {RAW_CLIENT.label}, {rounds} x {invocations:,} invocations per event ==")
-    out: dict[str, Any] = {}
-    for event in events:
-        runs = []
-        for r in range(rounds):
-            record = runner.run(RAW_CLIENT, event, warmup=200, invocations=invocations)
-            summary = result_of(record, runner.last_speed_ns, contestant="raw", event=event.name, round=r)
-            progress(summary, f"ceiling {event.name:5} round {r + 1}")
-            runs.append(summary)
-        out[event.name] = {"runs": runs, "aggregate": stats.aggregate(runs, None)}
-    return out
-
-
 def _wait_for(predicate: Any, timeout_s: float) -> None:
     give_up = time.monotonic() + timeout_s
     while not predicate() and time.monotonic() < give_up:
@@ -240,7 +239,7 @@ def rounds_pass(
                     say(f"round {r + 1} {event.name:5} {contestant.key:9} FAILED: {exc}")
                     runs.append({"contestant": contestant.key, "event": event.name, "round": r, "failed": str(exc)})
                     continue
-                summary = result_of(record, runner.last_speed_ns, contestant=contestant.key, event=event.name,
+                summary = result_of(record, runner, contestant=contestant.key, event=event.name,
                                     round=r)
                 progress(summary, f"round {r + 1} {event.name:5} {contestant.key:9}")
                 runs.append(summary)
@@ -256,7 +255,7 @@ def rss_pass(runner: Runner, contestants: list[Contestant], event: Event, invoca
         except RunFailed as exc:
             say(f"rss {contestant.key:9} FAILED: {exc}")
             continue
-        summary = result_of(record, runner.last_speed_ns, contestant=contestant.key, event=event.name, round=0)
+        summary = result_of(record, runner, contestant=contestant.key, event=event.name, round=0)
         progress(summary, f"rss {contestant.key:9}")
         runs.append(summary)
     return runs
@@ -309,7 +308,8 @@ def profile_pass(runner: Runner, contestant: Contestant, event: Event, invocatio
     """Run once under `bench.profile_threads` (cProfile per thread, CPU time); summarise each thread's profile."""
     prefix = runner.workdir / f"profile-{contestant.key}-{event.name}"
     argv = [sys.executable, "-m", "bench.profile_threads", str(prefix), *contestant.argv()[1:]]
-    runner.run(contestant, event, warmup=0, invocations=invocations, argv=argv, graceful=True)
+    runner.run(contestant, event, warmup=0, invocations=invocations, argv=argv, graceful=True,
+               seconds_per_invocation=0.2)  # profiled, "everything on" with a large event takes ~50 ms each
     files = sorted(prefix.parent.glob(f"{prefix.name}-*.pstats"))
     if not files:
         raise RunFailed(f"{contestant.key}: no profile written (the process did not exit cleanly)")
@@ -359,12 +359,13 @@ def report(results: dict[str, Any], contestants: list[Contestant], events: list[
     lines: list[str] = []
     settings = results["settings"]
     rss_by_key = {r["contestant"]: r for r in results.get("rss_pass", [])}
-    ceiling = results.get("ceiling", {})
+    ceiling = {name: agg["raw"]["median"] for name, agg in results["aggregate"].items() if "raw" in agg}
     if ceiling:
-        lines.append("Runtime API server ceiling (raw-socket client: no JSON, no handler; medians over rounds)")
+        lines.append("Runtime API server ceiling: the 'raw' client (bench/floor.py --raw: no JSON, no handler) in the "
+                     "same rounds; the server's CPU per invocation is part of every contestant's cycle, as RAPID's is "
+                     "on Lambda")
         rows = []
-        for name, data in ceiling.items():
-            m = data["aggregate"]["median"]
+        for name, m in ceiling.items():
             rows.append([name, stats.fmt(m["inv_s"]), stats.fmt(m["cycle"], 1), stats.fmt(m["p50"], 1),
                          stats.fmt(m["server_cpu"], 1), stats.fmt(m["cpu"], 1)])
         lines.append(stats.table(["event", "inv/s", "cycle p50 µs", "latency p50 µs", "server CPU µs/inv",
@@ -384,11 +385,11 @@ def report(results: dict[str, Any], contestants: list[Contestant], events: list[
             rows.append([c.key, stats.fmt(m["p50"], 1), stats.fmt(m["p90"], 1), stats.fmt(m["p99"], 1),
                          stats.fmt(m["cycle"], 1), stats.fmt(m["inv_s"]), stats.fmt(m["cpu"], 1),
                          stats.fmt(m["cpu_sched"], 1), stats.fmt(m["init"], 1), stats.fmt(m["first"], 1),
-                         stats.fmt(m["rss_init"], 1), stats.fmt(rss20, 1),
+                         stats.fmt(m["rss_init"], 1), stats.fmt(m["rss_first"], 1), stats.fmt(rss20, 1),
                          f"{stats.fmt(sp['p50'] * 100)}/{stats.fmt(sp['cycle'] * 100)}"])
         lines.append(stats.table(
             ["contestant", "p50 µs", "p90 µs", "p99 µs", "cycle µs", "inv/s", "CPU µs/inv", "(sched)", "init ms",
-             "1st resp ms", "RSS init MB", "RSS 20k MB", "spread % p50/cycle"], rows))
+             "1st resp ms", "RSS init MB", "after 1st", "RSS 20k MB", "spread % p50/cycle"], rows))
     lines.append("")
     lines.append("Ratios to the baseline contestant (median of the per-round ratios; baseline = awslambdaric with "
                  "the same handler)")
@@ -405,8 +406,9 @@ def report(results: dict[str, Any], contestants: list[Contestant], events: list[
                               "1st resp", "RSS init"], rows, align_left=3))
     lines.append("")
     lines.append("Where the CPU goes (medians; µs per invocation): the runtime's main thread vs its other threads "
-                 "(schedstat), user vs kernel (stat), context switches, the server's own CPU, other load on the "
-                 "machine during the window")
+                 "(schedstat), user vs kernel (stat), context switches, the server's own CPU, the peers' CPU "
+                 "(everything on; whole run incl. init), and the load of everything else on the machine during the "
+                 "window (peers included)")
     rows = []
     for event in events:
         for run_key, agg in results["aggregate"].get(event.name, {}).items():
@@ -415,11 +417,15 @@ def report(results: dict[str, Any], contestants: list[Contestant], events: list[
             user = stats.median(r["cpu_user_us_per_invocation"] for r in runs)
             system = stats.median(r["cpu_system_us_per_invocation"] for r in runs)
             m = agg["median"]
+            peers = {k: stats.median(r["peers_cpu_us_per_invocation"].get(k, math.nan) for r in runs)
+                     for k in ("postgres", "rsyslog", "otlp")}
+            peers_text = "/".join(stats.fmt(v) for v in peers.values()) if any(
+                not math.isnan(v) for v in peers.values()) else "-"
             rows.append([event.name, run_key, stats.fmt(m["cpu_main"], 1), stats.fmt(m["cpu_other"], 1),
                          stats.fmt(user, 1), stats.fmt(system, 1), stats.fmt(m["cswitch"], 1),
-                         stats.fmt(m["server_cpu"], 1), stats.fmt(m["other_load"], 2)])
+                         stats.fmt(m["server_cpu"], 1), peers_text, stats.fmt(m["other_load"], 2)])
     lines.append(stats.table(["event", "contestant", "main thread", "other threads", "user", "kernel", "ctx sw/inv",
-                              "server", "other load (cores)"], rows, align_left=2))
+                              "server", "postgres/rsyslog/otlp", "other load (cores)"], rows, align_left=2))
     lines.append("")
     lines += targets_report(results)
     lines.append("")
@@ -480,8 +486,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=100, help="unmeasured invocations before them (default 100)")
     parser.add_argument("--rss-invocations", type=int, default=20_000,
                         help="invocations of the RSS pass (default 20000; 0 skips it)")
-    parser.add_argument("--ceiling-invocations", type=int, default=10_000,
-                        help="invocations per server-ceiling run (default 10000; 0 skips it)")
     parser.add_argument("--sanity-invocations", type=int, default=50, help="per contestant and event (0 skips)")
     parser.add_argument("--events", default="small,large", help="comma-separated: small, large")
     parser.add_argument("--contestants", default=",".join(c.key for c in CONTESTANTS),
@@ -489,15 +493,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                             f"{c.key} ({c.label})" for c in CONTESTANTS))
     parser.add_argument("--no-logging", action="store_true", help="skip the log pipeline micro-benchmark")
     parser.add_argument("--profile", default="", help="comma-separated contestants to run once under cProfile")
-    parser.add_argument("--profile-invocations", type=int, default=5000)
+    parser.add_argument("--profile-invocations", type=int, default=2000)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds a run may take beyond 10 ms/invocation")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory of the JSON results")
     parser.add_argument("--quick", action="store_true",
-                        help="a short run while developing: 1 round x 300 invocations, no RSS pass, small ceiling")
+                        help="a short run while developing: 1 round x 300 invocations, no RSS pass")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.invocations, args.warmup = 1, 300, 20
-        args.rss_invocations, args.ceiling_invocations, args.sanity_invocations = 0, 2000, 20
+        args.rss_invocations, args.sanity_invocations = 0, 20
     unknown = [k for k in args.contestants.split(",") if k not in BY_KEY]
     unknown += [k for k in args.profile.split(",") if k and k not in BY_KEY]
     if unknown:
@@ -579,10 +583,8 @@ def run_logging_bench(out_dir: Path, stamp: str) -> dict[str, Any]:
 def run_passes(
     args: argparse.Namespace, runner: Runner, contestants: list[Contestant], events: list[Event]
 ) -> dict[str, Any]:
-    """Everything that needs the server: ceiling, sanity, rounds, RSS pass, profiles; returns their results."""
+    """Everything that needs the server: sanity, rounds, RSS pass, profiles; returns their results."""
     results: dict[str, Any] = {}
-    if args.ceiling_invocations:
-        results["ceiling"] = ceiling_pass(runner, events, max(args.rounds, 1), args.ceiling_invocations)
     with maybe_peers(runner, contestants, runner.workdir) as runnable:
         results["contestants"] = [c.key for c in runnable]
         if runner.peers is not None:
@@ -591,7 +593,9 @@ def run_passes(
             results["sanity"] = sanity_pass(runner, runnable, events, args.sanity_invocations)
             spans = sum(c.get("otlp_spans", 0) for c in results["sanity"])
             results["otel_wired"] = spans > 0
-            if runner.peers is not None and not spans:
+            if runner.peers is not None and spans:
+                say(f"OTLP: {spans:,} spans received in the sanity pass: OpenTelemetry is wired into bootstrap.")
+            elif runner.peers is not None:
                 say("NOTE: the OTLP receiver got no spans: OpenTelemetry is not wired into bootstrap yet, so "
                     "'everything on' runs without it (OTEL_* are set and will be used once it is).")
         results["runs"] = rounds_pass(runner, runnable, events, rounds=args.rounds, warmup=args.warmup,
@@ -608,7 +612,8 @@ def run_passes(
                 except RunFailed as exc:
                     say(f"profile {key}: FAILED: {exc}")
     for stderr_file in sorted(runner.workdir.glob("*.stderr")):
-        if stderr_file.stat().st_size:
+        # a profiled run ends with the runtime's own complaint about the refused /next: expected, not shown
+        if stderr_file.stat().st_size and not stderr_file.stem.endswith("-profiled"):
             results.setdefault("stderr", {})[stderr_file.stem] = _tail(stderr_file, 0, 4000)
     return results
 

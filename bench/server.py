@@ -16,7 +16,8 @@ takes before spawning the runtime):
   * cycle: from one `/next` request to the next one, i.e. everything the runtime does per invocation, including the
     flushes it performs after answering and before asking for more;
   * init: process spawn to the first `/next`; first response: spawn to the first `/response`;
-  * at the first `/next` (init done) and at the end of the window: the runtime's RSS; over the window: its CPU
+  * at the first `/next` (init done), the second (after one invocation: what init deferred to a background thread
+    or to the first event shows here) and at the end of the window: the runtime's RSS; over the window: its CPU
     (`bench.procfs`) and the server thread's own CPU (`time.thread_time_ns`), to show the server is not the limit.
 """
 
@@ -71,7 +72,8 @@ class RunRecord:
     start: procfs.Snapshot | None = None  # the runtime's CPU, context switches and the machine's load
     end: procfs.Snapshot | None = None
     server_cpu_ns: int = 0
-    rss_init_kib: dict[str, int] = field(default_factory=dict)
+    rss_init_kib: dict[str, int] = field(default_factory=dict)  # at the first /next: init done
+    rss_first_kib: dict[str, int] = field(default_factory=dict)  # at the second: work deferred past init included
     rss_end_kib: dict[str, int] = field(default_factory=dict)
     errors: int = 0
     connections: int = 0
@@ -225,6 +227,8 @@ class _Session:
             record.first_next_ns = now
             record.rss_init_kib = procfs.memory_kib(self.pid)
             record.sample_heads.setdefault("next", head.raw.decode("latin-1"))
+        elif nexts == 2:
+            record.rss_first_kib = procfs.memory_kib(self.pid)
         if nexts == record.warmup + 1:
             record.start = procfs.snapshot(self.pid)
             self.server_cpu_start = time.thread_time_ns()

@@ -73,6 +73,7 @@ def summarise(record: RunRecord, cores: int | None = None) -> Summary:
         "init_ms": (record.first_next_ns - record.spawned_ns) / 1e6,
         "first_response_ms": (record.first_response_ns - record.spawned_ns) / 1e6,
         "rss_init_mb": record.rss_init_kib.get("VmRSS", 0) / 1024,
+        "rss_first_mb": record.rss_first_kib.get("VmRSS", 0) / 1024 if record.rss_first_kib else math.nan,
         "rss_end_mb": record.rss_end_kib.get("VmRSS", 0) / 1024,
         "rss_peak_mb": record.rss_end_kib.get("VmHWM", 0) / 1024,
         "rss_init_kib": record.rss_init_kib,
@@ -103,6 +104,7 @@ FIGURES: dict[str, tuple[str, ...]] = {
     "init": ("init_ms",),
     "first": ("first_response_ms",),
     "rss_init": ("rss_init_mb",),
+    "rss_first": ("rss_first_mb",),
     "rss_end": ("rss_end_mb",),
 }
 
