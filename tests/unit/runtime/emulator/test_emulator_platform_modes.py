@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -86,8 +87,9 @@ def test_with_max_concurrency_n_invocations_are_handed_out_at_once(pool: ThreadP
 def test_without_concurrency_a_second_poll_waits_for_the_first_answer(pool: ThreadPoolExecutor) -> None:
     with Emulator(spawn=False, timeout_s=5, platform_sink=lambda _: None) as emu:
         first = pool.submit(emu.invoke, b"{}")
+        _, headers, _ = _call(emu, "GET", NEXT)  # the first invocation (the second is submitted only now: order)
         pool.submit(emu.invoke, b"{}")
-        _, headers, _ = _call(emu, "GET", NEXT)
+        time.sleep(0.2)  # let the second invocation be queued, so the check below is not vacuous
         second_poll = pool.submit(_call, emu, "GET", NEXT)
         with pytest.raises(TimeoutError):
             second_poll.result(timeout=0.3)  # the second invocation is not handed out while the first runs
