@@ -258,7 +258,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=run)
 
 
-
 def query_from(args: argparse.Namespace, now: datetime) -> AuditQuery:
     """The AuditQuery the flags describe; CommandError(2) for a malformed one."""
     try:

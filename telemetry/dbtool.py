@@ -18,11 +18,11 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     import psycopg
@@ -58,6 +58,15 @@ class Target:
         from telemetry.schema import parse_table_name
 
         return sql.Identifier(*parse_table_name(self.table))
+
+
+def run_reporting_errors(command: str, err: TextIO, body: Callable[[], int]) -> int:
+    """Run a subcommand's body; a `CommandError` becomes one line on `err` and its exit code."""
+    try:
+        return body()
+    except CommandError as exc:
+        print(f"flightrec {command}: {exc}", file=err)
+        return exc.code
 
 
 def add_database_arguments(parser: argparse.ArgumentParser) -> None:

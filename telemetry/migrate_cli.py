@@ -41,7 +41,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=run)
 
 
-
 def _inputs(args: argparse.Namespace, err: TextIO) -> tuple[str, str] | None:
     """(table, DSN) from the flags or, as their defaults, the runtime's variables; None after a usage error."""
     from telemetry.schema import parse_table_name

@@ -45,6 +45,7 @@ from telemetry.dbtool import (
     parse_duration,
     parse_time,
     resolve,
+    run_reporting_errors,
 )
 
 if TYPE_CHECKING:
@@ -491,7 +492,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=run)
 
 
-
 def run(
     args: argparse.Namespace,
     out: TextIO | None = None,
@@ -501,11 +501,7 @@ def run(
     """Run `flightrec report` with parsed `args`; returns the exit status."""
     out = out or sys.stdout
     err = err or sys.stderr
-    try:
-        return _run(args, out, err, clock)
-    except CommandError as exc:
-        print(f"flightrec report: {exc}", file=err)
-        return exc.code
+    return run_reporting_errors("report", err, lambda: _run(args, out, err, clock))
 
 
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO, clock: Callable[[], datetime]) -> int:

@@ -43,6 +43,7 @@ from telemetry.dbtool import (
     connect,
     parse_time,
     resolve,
+    run_reporting_errors,
 )
 
 if TYPE_CHECKING:
@@ -217,7 +218,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=run)
 
 
-
 def run(
     args: argparse.Namespace,
     out: TextIO | None = None,
@@ -227,11 +227,7 @@ def run(
     """Run `flightrec partitions` with parsed `args`; returns the exit status."""
     out = out or sys.stdout
     err = err or sys.stderr
-    try:
-        return _run(args, out, clock)
-    except CommandError as exc:
-        print(f"flightrec partitions: {exc}", file=err)
-        return exc.code
+    return run_reporting_errors("partitions", err, lambda: _run(args, out, clock))
 
 
 def _run(args: argparse.Namespace, out: TextIO, clock: Callable[[], datetime]) -> int:
