@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, MutableMapping
+from contextlib import AbstractContextManager, nullcontext
 
 from runtime.api_client import PostOutcome, PostResult, RuntimeApiClient, StreamingResponse
 from runtime.dispatch import Failure, Next, Outcome, Streamed, Success
@@ -127,12 +128,15 @@ def run(
     dispatch: Next,
     after_each: AfterEach = _no_op,
     environ: MutableMapping[str, str] | None = None,
+    user_code: AbstractContextManager[None] | None = None,
 ) -> int:
     """Serve invocations until a handler exits the process; returns that exit code.
 
     `environ` receives `_X_AMZN_TRACE_ID` (the platform contract for X-Ray SDKs); pass `None` to leave the
-    process environment alone, as concurrent mode must.
+    process environment alone, as concurrent mode must. `user_code` is held from the event's arrival until
+    its answer is posted (`runtime.usercode.USER_CODE`: background threads do not import meanwhile).
     """
+    gate: AbstractContextManager[None] = user_code if user_code is not None else nullcontext()
     while True:
         invocation = client.next()
         if not invocation.request_id:
@@ -146,7 +150,8 @@ def run(
                 environ[TRACE_ENV] = invocation.trace_id
             else:
                 environ.pop(TRACE_ENV, None)
-        outcome = answer(client, invocation, dispatch(invocation))
+        with gate:
+            outcome = answer(client, invocation, dispatch(invocation))
         after_each(invocation, outcome)
         if isinstance(outcome, Failure) and outcome.exit_code is not None:
             return outcome.exit_code

@@ -6,8 +6,10 @@ What runs where:
 * one export thread (`ExportWorker`) does every export: the spans ended so far, and at the same time, on a helper
   thread, the metrics. A flush is a ticket handed to that thread; the caller waits for it at most its budget, so
   a slow or dead collector holds the export thread (for at most TELEMETRY_OTLP_TIMEOUT_MS per attempt) but never
-  the loop. Exporters are built by the first flush (after the first response), or earlier in the background
-  when a first invocation runs long enough to be at risk of its deadline (`WARM_UP_AFTER_S`).
+  the loop. Exporters are built by the first flush (after the first response), or by a deadline guard's export.
+  Never while user code runs otherwise (`runtime.usercode`): a full span batch waits for the flush until then,
+  since an import racing the handler's can fail it on CPython 3.11. A first invocation that reaches its
+  deadline therefore pays the exporters' imports (~100 ms) out of TELEMETRY_DEADLINE_MARGIN_MS.
 Spans lost to a full queue or a failed export are counted (`take_dropped`, `flightrec.telemetry.dropped`) and
 reported on the real stderr. Telemetry errors never reach the handler or the loop.
 
@@ -43,6 +45,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from runtime.dispatch import Failure, Next, Outcome, Streamed
 from runtime.model import ErrorReport, Invocation
 from runtime.streaming import ChunkSink
+from runtime.usercode import USER_CODE, UserCodeGate
 from telemetry.config import TelemetryConfig
 from telemetry.metrics import (
     ERROR,
@@ -73,9 +76,6 @@ from telemetry.tracing import span_exporter as configured_span_exporter
 SpanIds = tuple[str, str]
 EXPORT_BATCH = 512
 MAX_QUEUED_SPANS = 2048
-# An invocation still running this long (or halfway to its deadline guard) gets the exporters built in the
-# background, so that a deadline-guard export does not start with ~100 ms of imports; quicker ones never pay it.
-WARM_UP_AFTER_S = 0.2
 _STATUS_MAX_CHARS = 1024
 
 
@@ -104,8 +104,10 @@ class ExportWorker:
         diagnose: Callable[[str], None],
         on_dropped: Callable[[int], None] = lambda n: None,
         batch_size: int = EXPORT_BATCH,
+        user_code: UserCodeGate = USER_CODE,
     ) -> None:
         self._spans = spans
+        self._user_code = user_code
         self._span_factory = span_exporter
         self._span_exporter: SpanExporter | None = None
         self._span_broken = False
@@ -118,7 +120,6 @@ class ExportWorker:
         self._batch = batch_size
         self._tickets: deque[FlushTicket] = deque()
         self._wake = threading.Event()
-        self._warm_at: float | None = None  # monotonic time to build the exporters ahead of any export
         self._batch_due = False
         self._stopping = False
         self._dropped = 0
@@ -151,18 +152,9 @@ class ExportWorker:
         spans_ready = self._span_factory is None or self._span_exporter is not None or self._span_broken
         return spans_ready and (self._reader is None or self._reader.prepared or self._metrics_broken)
 
-    def warm_up_at(self, when: float) -> None:
-        """Build the exporters at `when` (monotonic) unless an export has built them by then.
-
-        Exporters are normally built by the first flush, after the first response. An invocation that is still
-        running a while later might be one that times out, and then the deadline guard's export must not spend
-        its short margin importing the exporter package, so the export thread builds it meanwhile."""
-        if self._warm_at is None and not self.ready:
-            self._warm_at = when
-            self._wake.set()  # let the thread recompute how long it sleeps
-
-    def cancel_warm_up(self) -> None:
-        self._warm_at = None
+    def prepare(self) -> None:
+        """Build the exporters now, on this thread (concurrent mode: before the workers start)."""
+        self._prepare()
 
     def stop(self, timeout_s: float) -> None:
         self._stopping = True
@@ -185,29 +177,33 @@ class ExportWorker:
         # Exports must never trace themselves (the requests instrumentation sees the exporter's HTTP calls).
         otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True))
         while not self._stopping:
-            warm_at = self._warm_at
-            self._wake.wait(None if warm_at is None else max(warm_at - time.monotonic(), 0.0))
+            self._wake.wait()
             self._wake.clear()
             tickets: list[FlushTicket] = []
             while self._tickets:
                 tickets.append(self._tickets.popleft())
-            warm_at = self._warm_at
-            if warm_at is not None and time.monotonic() >= warm_at:
-                self._warm_at = None
-                self._prepare()
             batch_due, self._batch_due = self._batch_due, False
-            if not tickets and not batch_due:
-                continue  # woken for the warm-up: exporting happens when a flush (or a full batch) asks for it
-            try:
-                ok = self._cycle(export_metrics=bool(tickets))
-            except Exception as exc:  # the export thread must outlive any exporter bug
-                self._diagnose(f"OpenTelemetry export error: {type(exc).__name__}: {exc}")
-                ok = False
+            if not tickets:
+                if batch_due and self.ready:
+                    self._guarded_cycle(export_metrics=False)
+                elif batch_due:  # nobody waits: build the exporters only while no user code runs
+                    with self._user_code.quiet() as quiet:
+                        if quiet:
+                            self._guarded_cycle(export_metrics=False)
+                continue
+            ok = self._guarded_cycle(export_metrics=True)
             for ticket in tickets:
                 ticket.ok = ok
                 ticket.done.set()
         while self._tickets:
             self._tickets.popleft().done.set()
+
+    def _guarded_cycle(self, export_metrics: bool) -> bool:
+        try:
+            return self._cycle(export_metrics)
+        except Exception as exc:  # the export thread must outlive any exporter bug
+            self._diagnose(f"OpenTelemetry export error: {type(exc).__name__}: {exc}")
+            return False
 
     def _cycle(self, export_metrics: bool) -> bool:
         """Spans here and metrics on the helper thread at the same time: the two HTTP round trips overlap
@@ -381,6 +377,7 @@ class Otel:
         metric_exporter: Callable[[], MetricExporter] | None = None,
         diagnostics: TextIO | None = None,
         clock_ns: Callable[[], int] = time.monotonic_ns,
+        user_code: UserCodeGate = USER_CODE,
     ) -> Otel:
         """Providers and the export thread; exporters default to the configured ones (built at first export).
         Tests pass in-memory exporters. Nothing global is touched here (see `install_globals`)."""
@@ -404,7 +401,7 @@ class Otel:
             metrics = InvocationMetrics(meter_provider.get_meter(SCOPE))
         on_dropped = metrics.dropped if metrics is not None else (lambda n: None)
         worker = ExportWorker(queue, spans_factory, reader, export_timeout_ms=cfg.otel_export_timeout_ms,
-                              diagnose=diagnose, on_dropped=on_dropped)
+                              diagnose=diagnose, on_dropped=on_dropped, user_code=user_code)
         if queue is not None:
             queue.on_batch = worker.wake
         worker.start()
@@ -478,8 +475,6 @@ class Otel:
     def _finished(self, request_id: str, running: _Running, outcome: Outcome | None,
                   error: BaseException | None) -> None:
         self._running.pop(request_id, None)
-        if not self._running:
-            self.worker.cancel_warm_up()  # a quick invocation: the flush builds the exporters
         self._end(running, outcome, error)
 
     def _start(self, inv: Invocation, cold: bool) -> tuple[_Running, otel_context.Context]:
@@ -495,9 +490,6 @@ class Otel:
         )
         running = _Running(span, trigger, self._clock_ns(), inv.deadline_ms, cold)
         self._running[inv.request_id] = running
-        if inv.deadline_ms is not None and not self.worker.ready:
-            until_guard_s = (inv.deadline_ms - time.time() * 1000 - self.cfg.deadline_margin_ms) / 1000
-            self.worker.warm_up_at(time.monotonic() + max(0.0, min(WARM_UP_AFTER_S, until_guard_s / 2)))
         return running, trace.set_span_in_context(span, parent)
 
     def _end(self, running: _Running, outcome: Outcome | None, error: BaseException | None) -> None:

@@ -10,9 +10,12 @@ Concurrent invocations (Managed Instances) share the pipeline: the deadline guar
 invocation, and a flush ships what was queued when it was asked for — records other invocations log meanwhile
 wait for the next flush, so N busy workers cannot keep one worker's flush going until its budget runs out.
 Records are taken from one queue by one thread, so concurrent flushes never lose or duplicate one.
+Until the renderer is built and every sink has made its imports, the shipper works only while no user code runs
+(`runtime.usercode`: a background import racing the handler's can fail it on CPython 3.11), unless a flush or a
+deadline guard is waiting on it; `prepare` does those imports on the calling thread instead (concurrent mode).
 For SnapStart, `prepare_snapshot` ships and then closes every sink connection on the shipper thread (sinks
 reopen lazily) and `after_restore` re-seeds the record sequence, so restored copies never share record ids.
-Imports: stdlib, `.records`, `.sink`, `.context`.
+Imports: stdlib, `runtime.usercode`, `.records`, `.sink`, `.context`.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol, TextIO
 
+from runtime.usercode import USER_CODE, UserCodeGate
 from telemetry.context import LogContext, current
 from telemetry.records import RUNTIME, Rendered
 from telemetry.redact import Redactor
@@ -99,6 +103,7 @@ class LogPipeline:
         batch_threshold: int = 2000,
         deadline_margin_s: float = 0.3,
         span_ids: SpanIds | None = None,
+        user_code: UserCodeGate = USER_CODE,
     ) -> None:
         # A factory is called on the shipper thread (see `warm_up`), keeping the renderer's imports off init.
         self._formatter: Formatter | None = None
@@ -108,6 +113,8 @@ class LogPipeline:
         else:
             self._formatter_factory = formatter  # type: ignore[assignment]
         self._warm_up = False
+        self._user_code = user_code
+        self._cold = True  # the renderer and the sinks have not made their first imports yet
         self.sinks = tuple(sinks)
         self.redactor = redactor
         self.handler = EnqueueHandler(self)
@@ -248,9 +255,35 @@ class LogPipeline:
                 self._diagnose(f"log shipper error: {type(exc).__name__}: {exc}")
 
     def _cycle(self) -> None:
-        if self._warm_up:
-            self._warm_up = False
-            _ = self.formatter
+        if not self._cold:
+            self._ship_cycle()
+            return
+        with self._user_code.quiet() as quiet:
+            if not quiet and not self._requests and not self._guard_due():
+                return  # user code may be importing: the records wait for a quiet moment or a flush
+            if self._warm_up:
+                self._warm_up = False
+                _ = self.formatter
+                if not self._queue and not self._requests:
+                    return  # only the renderer, while the loop waits on /next: the sinks' imports wait
+            self.prepare()
+            self._ship_cycle()
+
+    def _guard_due(self) -> bool:
+        now = time.monotonic()
+        return any(fire_at <= now for fire_at, _ in self._guards.copy().values())  # copy: atomic under the GIL
+
+    def prepare(self) -> None:
+        """Make the renderer's and the sinks' first imports now, on this thread."""
+        _ = self.formatter
+        for sink in self.sinks:
+            try:
+                sink.prepare()
+            except Exception as exc:  # its deliveries will fail and say why; the other sinks must not wait
+                self._diagnose(f"the {sink.name_for_logs} sink could not be prepared: {type(exc).__name__}: {exc}")
+        self._cold = False
+
+    def _ship_cycle(self) -> None:
         requests = []
         while self._requests:
             requests.append(self._requests.popleft())

@@ -491,6 +491,9 @@ class PostgresHandler(SinkHandler):
         return f"<PostgresHandler {self.table} at {self.target}>"
 
     # -- delivery ----------------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        import psycopg  # noqa: F401  (with it: psycopg.conninfo, .sql, .errors; a connection imports nothing more)
+
     def _deliver(self, batch: list[Rendered], deadline: float) -> int:
         import psycopg
 

@@ -49,6 +49,8 @@ class Telemetry:
     pipeline: LogPipeline
     before_snapshot: Callable[[], None]
     after_restore: Callable[[], None]
+    #: the background threads' first imports (renderer, drivers, exporters), made on the calling thread now
+    prepare: Callable[[], None]
 
 
 def _pending(name: str, cfg: TelemetryConfig) -> PendingBuffer:
@@ -142,6 +144,12 @@ def install(cfg: TelemetryConfig, started_ns: int = 0) -> Telemetry:
         os._exit(0)
 
     signal.signal(signal.SIGTERM, on_sigterm)
+
+    def prepare() -> None:
+        pipeline.prepare()
+        if otel is not None:
+            otel.worker.prepare()
+
     if otel is None:
         return Telemetry(
             middlewares=(recorder.middleware,),
@@ -153,8 +161,9 @@ def install(cfg: TelemetryConfig, started_ns: int = 0) -> Telemetry:
             pipeline=pipeline,
             before_snapshot=recorder.before_snapshot,
             after_restore=recorder.after_restore,
+            prepare=prepare,
         )
-    return _with_otel(otel, recorder, pipeline, shutdown, budget_s)
+    return _with_otel(otel, recorder, pipeline, shutdown, prepare, budget_s=budget_s)
 
 
 def _end_span_on_deadline(otel: Otel) -> DeadlineHook:
@@ -165,7 +174,13 @@ def _end_span_on_deadline(otel: Otel) -> DeadlineHook:
 
 
 def _with_otel(
-    otel: Otel, recorder: InvocationRecorder, pipeline: LogPipeline, shutdown: Callable[[], None], budget_s: float
+    otel: Otel,
+    recorder: InvocationRecorder,
+    pipeline: LogPipeline,
+    shutdown: Callable[[], None],
+    prepare: Callable[[], None],
+    *,
+    budget_s: float,
 ) -> Telemetry:
     """The span middleware outermost (so the span is current while every record is written), and spans and logs
     flushed concurrently within one budget: the collector's and PostgreSQL's round trips overlap."""
@@ -196,4 +211,5 @@ def _with_otel(
         pipeline=pipeline,
         before_snapshot=recorder.before_snapshot,
         after_restore=recorder.after_restore,
+        prepare=prepare,
     )

@@ -48,6 +48,10 @@ class SinkHandler(logging.Handler):
         if rendered is not None:
             self.pending.append(rendered)
 
+    def prepare(self) -> None:
+        """Import what delivering needs (a driver). The pipeline calls it on the shipper thread at a moment when
+        no user code runs (see `runtime.usercode`), or on the main thread before concurrent workers start."""
+
     def accept(self, rendered: Rendered) -> None:
         if rendered.levelno >= self.level:
             self.pending.append(rendered)

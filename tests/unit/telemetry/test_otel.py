@@ -25,8 +25,10 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from runtime.dispatch import Failure, Streamed, Success
 from runtime.model import ErrorReport, Invocation
+from runtime.usercode import UserCodeGate
 from telemetry.config import TelemetryConfig, TelemetryConfigError
-from telemetry.middleware import WARM_UP_AFTER_S, Otel
+from telemetry.middleware import EXPORT_BATCH, Otel
+from tests.fakes.sinks import wait_until
 from tests.unit.telemetry.test_metrics import CollectingExporter, points
 
 REPO = Path(__file__).resolve().parents[3]
@@ -402,7 +404,7 @@ def test_exporters_are_built_at_the_first_flush_not_during_a_quick_invocation(sp
     instance = Otel.create(CFG, span_exporter=factory, diagnostics=diagnostics)
     try:
         instance.middleware(ok)(_inv(deadline_ms=int(time.time() * 1000) + 60_000))
-        time.sleep(WARM_UP_AFTER_S + 0.2)  # past the warm-up time: the quick invocation cancelled it
+        time.sleep(0.3)
         assert built == []
         assert instance.flush(2.0)
         assert built == ["flightrec-otel-export"]
@@ -410,25 +412,36 @@ def test_exporters_are_built_at_the_first_flush_not_during_a_quick_invocation(sp
         instance.shutdown(1.0)
 
 
-def test_a_long_invocation_gets_its_exporters_built_before_any_flush(spans, diagnostics):
-    # GIVEN a first invocation that is still running after the warm-up delay
-    built = threading.Event()
+def test_a_full_span_batch_builds_the_exporter_only_when_no_user_code_runs(spans, diagnostics):
+    # GIVEN no exporter built yet, and user code running (its imports could race the exporter's)
+    built: list[str] = []
 
     def factory() -> InMemorySpanExporter:
-        built.set()
+        built.append(threading.current_thread().name)
         return spans
 
-    def slow(inv: Invocation) -> Success:
-        # THEN the exporter gets built while it runs (so a deadline-guard export would not import it)
-        assert built.wait(10)
-        return Success(b"{}", "application/json")
-
-    instance = Otel.create(CFG, span_exporter=factory, diagnostics=diagnostics)
+    gate = UserCodeGate()
+    instance = Otel.create(CFG, span_exporter=factory, diagnostics=diagnostics, user_code=gate)
+    assert instance.tracer_provider is not None
+    tracer = instance.tracer_provider.get_tracer("test")
     try:
-        instance.middleware(slow)(_inv(deadline_ms=int(time.time() * 1000) + 60_000))
-        assert built.is_set()
+        with gate:
+            # WHEN the user code fills a batch of spans
+            for n in range(EXPORT_BATCH):
+                tracer.start_span(f"s{n}").end()
+            time.sleep(0.3)
+            # THEN the export waits: no exporter built, nothing exported, nothing dropped
+            assert built == []
+            assert spans.get_finished_spans() == ()
+        # AND WHEN a flush asks for it, it is built and the batch goes out
         assert instance.flush(2.0)
-        assert len(spans.get_finished_spans()) == 1
+        assert len(spans.get_finished_spans()) == EXPORT_BATCH
+        # AND a full batch when no user code runs is exported without a flush
+        for n in range(EXPORT_BATCH):
+            tracer.start_span(f"t{n}").end()
+        assert wait_until(lambda: len(spans.get_finished_spans()) == 2 * EXPORT_BATCH)
+        assert built == ["flightrec-otel-export"]
+        assert instance.take_dropped() == 0
     finally:
         instance.shutdown(1.0)
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 import time
 
 import pytest
 
 from runtime.model import Invocation
+from runtime.usercode import UserCodeGate
 from telemetry.config import DEFAULT_REDACT_KEYS
 from telemetry.context import LogContext, invocation_scope
 from telemetry.pipeline import FlushResult, LogPipeline
@@ -362,6 +364,75 @@ def test_records_are_shipped_in_the_background_every_flush_interval(make_pipelin
 
     # THEN it reaches the sink anyway
     assert wait_until(lambda: sink.messages() == ["long invocation"])
+
+
+class _CountingFactory:
+    """A renderer factory that records which threads built it (building it is where the imports happen)."""
+
+    def __init__(self) -> None:
+        self.threads: list[str] = []
+
+    def __call__(self) -> EventFormatter:
+        self.threads.append(threading.current_thread().name)
+        return EventFormatter({"function_name": "fn", "function_version": "1"}, instance_id="inst")
+
+
+def _gated_pipeline(sink: RecordingSink, factory: _CountingFactory, gate: UserCodeGate) -> LogPipeline:
+    pipeline = LogPipeline(factory, [sink], redactor=Redactor(DEFAULT_REDACT_KEYS), diagnostics=io.StringIO(),
+                           flush_interval_s=0.02, user_code=gate)  # fmt: skip
+    pipeline.start()
+    return pipeline
+
+
+def test_while_user_code_runs_no_timed_cycle_makes_the_first_imports():
+    # GIVEN a fresh pipeline (renderer not built) with a 20 ms flush interval, and user code running
+    sink, factory, gate = RecordingSink(), _CountingFactory(), UserCodeGate()
+    pipeline = _gated_pipeline(sink, factory, gate)
+    try:
+        with gate:
+            # WHEN a record is logged and many flush intervals pass
+            _logger(pipeline).info("during the handler")
+            time.sleep(0.3)
+            # THEN the renderer was not built (its imports could race the handler's) and nothing shipped yet
+            assert factory.threads == []
+            assert sink.records == []
+        # AND WHEN the user code is done, the next timed cycle builds it on the shipper and ships
+        assert wait_until(lambda: sink.messages() == ["during the handler"])
+        assert factory.threads == ["flightrec-shipper"]
+    finally:
+        pipeline.close(0.5)
+
+
+def test_a_flush_asked_for_while_user_code_runs_goes_ahead():
+    # GIVEN a fresh pipeline and user code running (e.g. SIGTERM arrives mid-invocation)
+    sink, factory, gate = RecordingSink(), _CountingFactory(), UserCodeGate()
+    pipeline = _gated_pipeline(sink, factory, gate)
+    try:
+        with gate:
+            _logger(pipeline).info("pending at SIGTERM")
+            # WHEN someone waits on a flush
+            result = pipeline.flush(2.0)
+        # THEN it is not held back: someone is waiting, and the handler is done or about to be stopped
+        assert result.complete
+        assert sink.messages() == ["pending at SIGTERM"]
+    finally:
+        pipeline.close(0.5)
+
+
+def test_prepare_makes_the_first_imports_on_the_calling_thread():
+    # GIVEN a fresh pipeline (concurrent mode calls prepare on the main thread before its workers start)
+    sink, factory, gate = RecordingSink(), _CountingFactory(), UserCodeGate()
+    pipeline = _gated_pipeline(sink, factory, gate)
+    try:
+        # WHEN it is prepared
+        pipeline.prepare()
+        # THEN the renderer was built here, and timed cycles no longer wait for user code to finish
+        assert factory.threads == [threading.current_thread().name]
+        with gate:
+            _logger(pipeline).info("concurrent")
+            assert wait_until(lambda: sink.messages() == ["concurrent"])
+    finally:
+        pipeline.close(0.5)
 
 
 def test_a_full_batch_wakes_the_shipper(make_pipeline):
