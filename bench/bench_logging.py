@@ -292,9 +292,9 @@ def configs(peers: Any, spill_dir: str) -> dict[str, TelemetryConfig]:
                            capture_print=False, spill_dir=spill_dir)
     out = {"stdout": base}
     if peers is not None:
-        out["syslog tcp"] = dataclasses.replace(base, stdout_enabled=False, syslog_url=peers.rsyslog.tcp_url)
-        out["postgres"] = dataclasses.replace(base, stdout_enabled=False, database_url=peers.dsn, auto_migrate=True)
-        out["stdout + syslog + postgres"] = dataclasses.replace(base, syslog_url=peers.rsyslog.tcp_url,
+        out["syslog tcp"] = base._replace(stdout_enabled=False, syslog_url=peers.rsyslog.tcp_url)
+        out["postgres"] = base._replace(stdout_enabled=False, database_url=peers.dsn, auto_migrate=True)
+        out["stdout + syslog + postgres"] = base._replace(syslog_url=peers.rsyslog.tcp_url,
                                                                 database_url=peers.dsn, auto_migrate=True)
     return out
 

@@ -20,8 +20,7 @@ import re
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 from urllib.parse import quote
 
 from runtime.errors import RuntimeApiError
@@ -40,8 +39,7 @@ _CONNECT_ATTEMPTS_S = (0.05, 0.1, 0.2, 0.4, 0.8)
 _MAX_HEAD_BYTES = 1024 * 1024  # the whole response head; a header over 1 MiB is not a Runtime API
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
+class Response(NamedTuple):
     status: int
     headers: dict[str, str]
     body: bytes
@@ -278,8 +276,7 @@ class PostResult(enum.Enum):
     REJECTED = "rejected"
 
 
-@dataclass(frozen=True, slots=True)
-class PostOutcome:
+class PostOutcome(NamedTuple):
     result: PostResult
     status: int
     body: bytes

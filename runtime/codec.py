@@ -10,8 +10,8 @@ from __future__ import annotations
 import decimal
 import json
 import math
+import os
 import re
-import secrets
 from typing import Any
 
 from runtime.errors import MarshalError, UnmarshalError
@@ -36,7 +36,7 @@ def decode_event(body: bytes, content_type: str | None) -> Any:
 
 # The stdlib encoder cannot print a Decimal verbatim, so it is written as a quoted, token-fenced string and the
 # quotes and fences are removed afterwards. The token is random per process: event data cannot forge it.
-_DECIMAL_FENCE = secrets.token_hex(8)
+_DECIMAL_FENCE = os.urandom(8).hex()
 _DECIMAL_STRING = re.compile(f'"{_DECIMAL_FENCE}([-+0-9.eE]+){_DECIMAL_FENCE}"')
 
 

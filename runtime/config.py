@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _TRUE = ("1", "true", "yes", "on")
 
@@ -16,8 +16,7 @@ class ConfigError(Exception):
     """The environment cannot describe a runnable function (e.g. no Runtime API address)."""
 
 
-@dataclass(frozen=True, slots=True)
-class RuntimeConfig:
+class RuntimeConfig(NamedTuple):
     api_address: str
     handler: str
     task_root: str = "/var/task"

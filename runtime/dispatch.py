@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from runtime.config import RuntimeConfig
 from runtime.context import Clock, LambdaContext
@@ -23,22 +22,19 @@ from runtime.streaming import ChunkSink, ResponseStream, StreamKind, produce, st
 from runtime.typed import codec_for
 
 
-@dataclass(frozen=True, slots=True)
-class Success:
+class Success(NamedTuple):
     body: bytes
     content_type: str
 
 
-@dataclass(frozen=True, slots=True)
-class Failure:
+class Failure(NamedTuple):
     """`exit_code` is set when the handler called `sys.exit`: the loop answers, flushes, then exits with it."""
 
     report: ErrorReport
     exit_code: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Streamed:
+class Streamed(NamedTuple):
     """A streaming handler's response, produced while it is sent: the loop calls `run(sink)` once, which runs the
     handler, writing each chunk to `sink` as it comes, and returns None when the stream completed or the
     `Failure` it ended with. The loop posts a failure before the first byte to `/error`, after it in the

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 # Header names as the Runtime API spells them (lower-cased: HTTP header names are case-insensitive).
 H_REQUEST_ID = "lambda-runtime-aws-request-id"
@@ -25,8 +25,7 @@ XRAY_CAUSE_HEADER = "Lambda-Runtime-Function-XRay-Error-Cause"
 RESPONSE_MODE_HEADER = "Lambda-Runtime-Function-Response-Mode"
 
 
-@dataclass(frozen=True, slots=True)
-class Invocation:
+class Invocation(NamedTuple):
     """One event as `/next` delivered it. Header values are kept raw; parsing them is the context's job,
     so that a malformed header becomes an error for this request instead of a crash of the loop."""
 
@@ -66,8 +65,7 @@ class Invocation:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class ErrorReport:
+class ErrorReport(NamedTuple):
     """An error in the shape awslambdaric posts, plus the two headers that travel with it.
 
     `error_type` is the body's `errorType` (a bare class name for user exceptions, as awslambdaric sends it);
@@ -76,7 +74,7 @@ class ErrorReport:
 
     error_type: str
     error_message: str
-    stack_trace: list[str] = field(default_factory=list)
+    stack_trace: list[str] = []  # noqa: RUF012 - never mutated; a NamedTuple's defaults are shared
     request_id: str = ""
     header_type: str = "Runtime.Unknown"
     xray_cause: str = ""

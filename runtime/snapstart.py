@@ -83,11 +83,9 @@ def run_after_restore() -> None:
 
 
 def _report(exc: BaseException, header_type: str) -> ErrorReport:
-    import dataclasses
-
     from runtime.errors import report_from
 
-    return dataclasses.replace(report_from(exc), header_type=header_type)
+    return report_from(exc)._replace(header_type=header_type)
 
 
 def _nothing() -> None:

@@ -10,12 +10,10 @@ functions never pay for it. Everything is decided once, at init. Imports: stdlib
 
 from __future__ import annotations
 
-import dataclasses
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from runtime.codec import decode_event, encode_result, is_json
 from runtime.errors import EventValidationError, MarshalError, UnmarshalError
@@ -24,8 +22,7 @@ Decode = Callable[[bytes, str | None], Any]
 Encode = Callable[[Any], tuple[bytes, str]]
 
 
-@dataclass(frozen=True, slots=True)
-class Codec:
+class Codec(NamedTuple):
     """How one handler's events are decoded and its results encoded; `event_type`/`result_type` for docs/tests."""
 
     decode: Decode
@@ -40,7 +37,7 @@ PLAIN = Codec(decode=decode_event, encode=encode_result)
 def is_declared_type(tp: Any) -> bool:
     """True for the types the runtime validates: dataclasses, TypedDicts, msgspec Structs, and containers of them."""
     if isinstance(tp, type):
-        if dataclasses.is_dataclass(tp) or typing.is_typeddict(tp):
+        if hasattr(tp, "__dataclass_fields__") or typing.is_typeddict(tp):  # dataclasses.is_dataclass, unimported
             return True
         if any(base.__module__.startswith("msgspec") and base.__name__ == "Struct" for base in tp.__mro__):
             return True

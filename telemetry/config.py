@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import unquote
 
 DEFAULT_REDACT_KEYS = (
@@ -97,8 +97,7 @@ class _Reader:
         raise TelemetryConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class TelemetryConfig:
+class TelemetryConfig(NamedTuple):
     # Identity (from the Lambda environment)
     function_name: str = ""
     function_version: str = "$LATEST"

@@ -11,13 +11,12 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from runtime.model import Invocation
 
 
-@dataclass(frozen=True, slots=True)
-class LogContext:
+class LogContext(NamedTuple):
     request_id: str
     cold_start: bool
     tenant_id: str | None = None

@@ -17,13 +17,11 @@ Imports: stdlib, `runtime.model`, `runtime.dispatch` and `runtime.streaming` (ty
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import logging
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from runtime.dispatch import Failure, Next, Outcome, Streamed, Success
@@ -58,12 +56,14 @@ def max_memory_used_mb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
-@dataclass(frozen=True, slots=True)
 class _EventSummary(Deferred):
-    body: bytes
-    content_type: str | None
-    redactor: Redactor
-    max_bytes: int
+    __slots__ = ("body", "content_type", "max_bytes", "redactor")
+
+    def __init__(self, body: bytes, content_type: str | None, redactor: Redactor, max_bytes: int) -> None:
+        self.body = body
+        self.content_type = content_type
+        self.redactor = redactor
+        self.max_bytes = max_bytes
 
     def resolve(self) -> Any:
         return summarise_event(self.body, self.content_type, self.redactor, self.max_bytes)
@@ -199,7 +199,7 @@ class InvocationRecorder:
             finally:
                 leave(token)
 
-        return dataclasses.replace(outcome, run=run)
+        return outcome._replace(run=run)
 
     def _end_of_handler(self, ctx: LogContext) -> None:
         self._pipeline.unwatch_deadline(ctx)

@@ -21,7 +21,6 @@ Imports: opentelemetry-api/sdk, stdlib, `runtime.model`, `runtime.dispatch` and 
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import os
 import sys
@@ -470,7 +469,7 @@ class Otel:
                 otel_context.detach(token)
                 self._finished(request_id, running, failure, error)
 
-        return dataclasses.replace(outcome, run=run)
+        return outcome._replace(run=run)
 
     def _finished(self, request_id: str, running: _Running, outcome: Outcome | None,
                   error: BaseException | None) -> None:

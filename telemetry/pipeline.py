@@ -28,9 +28,8 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Protocol, TextIO
+from typing import NamedTuple, Protocol, TextIO
 
 from runtime.usercode import USER_CODE, UserCodeGate
 from telemetry.context import LogContext, current
@@ -48,19 +47,22 @@ class Formatter(Protocol):
     def render(self, record: logging.LogRecord) -> Rendered: ...
 
 
-@dataclass(slots=True)
 class FlushRequest:
-    deadline: float
-    force: bool
-    done: threading.Event = field(default_factory=threading.Event)
-    complete: bool = False
-    incomplete_sinks: tuple[str, ...] = ()
-    strict_ok: bool = False
-    close_connections: bool = False  # SnapStart: drop every sink connection once shipped
+    """A flush the shipper owes someone; its outcome is filled in before `done` is set."""
+
+    __slots__ = ("close_connections", "complete", "deadline", "done", "force", "incomplete_sinks", "strict_ok")
+
+    def __init__(self, deadline: float, force: bool, close_connections: bool = False) -> None:
+        self.deadline = deadline
+        self.force = force
+        self.close_connections = close_connections  # SnapStart: drop every sink connection once shipped
+        self.done = threading.Event()
+        self.complete = False
+        self.incomplete_sinks: tuple[str, ...] = ()
+        self.strict_ok = False
 
 
-@dataclass(frozen=True, slots=True)
-class FlushResult:
+class FlushResult(NamedTuple):
     complete: bool  # every sink delivered everything
     strict_ok: bool  # every strict-capable sink (PostgreSQL) delivered everything
     incomplete_sinks: tuple[str, ...] = ()

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     import datetime
@@ -58,8 +57,7 @@ class Deferred:
         raise NotImplementedError
 
 
-@dataclass(frozen=True, slots=True)
-class Rendered:
+class Rendered(NamedTuple):
     """One record, rendered: the structured event (for column extraction) and its JSON bytes (for shipping)."""
 
     event: Mapping[str, Any]

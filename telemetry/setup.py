@@ -7,16 +7,14 @@ Imports: `telemetry.*`, `runtime.model`, `runtime.dispatch` (types only).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from runtime.dispatch import Middleware, Outcome
 from runtime.model import ErrorReport, Invocation
@@ -38,8 +36,7 @@ if TYPE_CHECKING:
 SHUTDOWN_BUDGET_S = 0.3  # Lambda gives the runtime ~300 ms between SIGTERM and SIGKILL
 
 
-@dataclass(frozen=True, slots=True)
-class Telemetry:
+class Telemetry(NamedTuple):
     middlewares: tuple[Middleware, ...]
     after_each: Callable[[Invocation, Outcome], None]
     init_done: Callable[[], None]
@@ -73,7 +70,7 @@ def _sinks(cfg: TelemetryConfig, stdout_fd: int) -> list[SinkHandler]:
 
         secret = fetch_secret_string(cfg.database_secret_id, port=cfg.secrets_extension_port,
                                      token=cfg.aws_session_token)
-        cfg = dataclasses.replace(cfg, database_url=database_url_from_secret(secret))
+        cfg = cfg._replace(database_url=database_url_from_secret(secret))
     if cfg.database_url:
         from telemetry.postgres import PostgresHandler
 

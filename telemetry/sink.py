@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 
 from telemetry.records import Rendered
 from telemetry.spill import PendingBuffer
@@ -19,11 +18,13 @@ MIN_BACKOFF_S = 0.1
 MAX_BACKOFF_S = 30.0
 
 
-@dataclass(slots=True)
 class SinkStats:
-    delivered: int = 0
-    failures: int = 0
-    last_error: str = ""
+    __slots__ = ("delivered", "failures", "last_error")
+
+    def __init__(self) -> None:
+        self.delivered = 0
+        self.failures = 0
+        self.last_error = ""
 
 
 class SinkHandler(logging.Handler):

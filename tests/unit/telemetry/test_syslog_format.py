@@ -190,7 +190,7 @@ def test_absent_values_are_left_out_of_the_structured_data() -> None:
 def test_structured_data_is_nil_when_no_value_exists() -> None:
     rendered = render(request_id=None, function_name=None, function_version=None)
     event = {key: value for key, value in rendered.event.items() if key != "level"}
-    parsed = parse(fmt(dataclasses.replace(rendered, event=event)))
+    parsed = parse(fmt(rendered._replace(event=event)))
     assert parsed.sd is None
     assert json.loads(parsed.msg) == json.loads(rendered.data)
 

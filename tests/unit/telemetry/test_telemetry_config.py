@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import pytest
@@ -246,9 +245,9 @@ def test_a_config_is_immutable():
 
     # WHEN code tries to change a field or add one
     # THEN both are refused
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         cfg.policy = "default"  # type: ignore[misc]
-    with pytest.raises((dataclasses.FrozenInstanceError, AttributeError, TypeError)):
+    with pytest.raises(AttributeError):
         cfg.extra = 1  # type: ignore[attr-defined]
     # AND the list-valued setting is an immutable tuple, so it can be shared between threads
     assert isinstance(cfg.redact_keys, tuple)
