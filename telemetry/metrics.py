@@ -19,7 +19,7 @@ Why `FlushMetricReader` rather than `PeriodicExportingMetricReader`: in Lambda a
 in the middle of the next invocation, while the process must instead export right before it is frozen. The
 periodic reader with an infinite interval does run no thread, but it discards the export result, and a flush
 must know whether it succeeded; it also builds its exporter eagerly, and the exporter import is what we defer.
-Imports: opentelemetry-api/sdk, stdlib, `telemetry.config`.
+Imports: opentelemetry-api/sdk, stdlib, `telemetry.config`, `telemetry.tracing` (the OTLP session, lazily).
 """
 
 from __future__ import annotations
@@ -159,4 +159,7 @@ def metric_exporter(cfg: TelemetryConfig) -> MetricExporter:
         return exporter
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
-    return OTLPMetricExporter(endpoint=endpoint, headers=headers, timeout=timeout_s)
+    from telemetry.tracing import otlp_http_session
+
+    session = otlp_http_session(endpoint or "http://localhost:4318/")
+    return OTLPMetricExporter(endpoint=endpoint, headers=headers, timeout=timeout_s, session=session)

@@ -24,6 +24,7 @@ from telemetry.tracing import (
     build_propagator,
     build_resource,
     detect_trigger,
+    otlp_http_session,
     parent_context,
     parse_xray,
     span_attributes,
@@ -325,3 +326,45 @@ def test_after_import_hook_runs_at_once_for_a_module_already_imported():
     seen: list[str] = []
     AfterImport("json", lambda module: seen.append(module.__name__)).install()
     assert seen == ["json"]
+
+
+OTLP_URL = "http://127.0.0.1:4318/v1/traces"
+
+
+@pytest.fixture
+def no_netrc(tmp_path, monkeypatch):
+    """An empty netrc, so the developer's own ~/.netrc cannot change the outcome."""
+    path = tmp_path / "netrc"
+    path.write_text("")
+    monkeypatch.setenv("NETRC", str(path))
+    return path
+
+
+def test_otlp_session_ignores_the_environment_when_it_says_nothing(no_netrc):
+    # GIVEN an environment without proxy, CA bundle or credential-provider variables
+    env = {"PATH": "/usr/bin", "AWS_REGION": "eu-west-1"}
+    # WHEN the exporters' session is built
+    session = otlp_http_session(OTLP_URL, env)
+    # THEN it does not rescan the environment on every POST
+    assert session is not None
+    assert session.trust_env is False
+
+
+@pytest.mark.parametrize("name", ["HTTPS_PROXY", "http_proxy", "ALL_PROXY", "NO_PROXY", "no_proxy",
+                                  "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+def test_otlp_session_keeps_honouring_proxy_and_ca_variables(no_netrc, name):
+    session = otlp_http_session(OTLP_URL, {name: "http://proxy.internal:3128"})
+    assert session is not None
+    assert session.trust_env is True
+
+
+def test_otlp_session_keeps_honouring_a_netrc_entry_for_the_collector(no_netrc):
+    no_netrc.write_text("machine 127.0.0.1 login otel password s3cret\n")
+    session = otlp_http_session(OTLP_URL, {})
+    assert session is not None
+    assert session.trust_env is True
+
+
+def test_otlp_session_leaves_a_credential_provider_to_the_exporter(no_netrc):
+    env = {"OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER": "my_provider"}
+    assert otlp_http_session(OTLP_URL, env) is None
