@@ -131,7 +131,6 @@ class InvocationRecorder:
     # -- init ----------------------------------------------------------------------------------------------------
     def init_done(self) -> None:
         self._init_duration_ms = (self._clock_ns() - self._started_ns) / 1e6 if self._started_ns else None
-        self._pipeline.warm_up()  # the renderer's imports happen while the loop waits on the first /next
 
     def init_failed(self, report: ErrorReport) -> None:
         log.error(

@@ -107,14 +107,15 @@ class LogPipeline:
         span_ids: SpanIds | None = None,
         user_code: UserCodeGate = USER_CODE,
     ) -> None:
-        # A factory is called on the shipper thread (see `warm_up`), keeping the renderer's imports off init.
+        # A factory is called on the shipper thread at its first shipping cycle (after the first response, or a
+        # flush interval into a long invocation), keeping the renderer's ~15 ms of imports off init and off the
+        # first response. (Building it as soon as init ends competed with the loop's first /next for the GIL.)
         self._formatter: Formatter | None = None
         self._formatter_factory: Callable[[], Formatter] | None = None
         if callable(getattr(formatter, "render", None)):
             self._formatter = formatter  # type: ignore[assignment]
         else:
             self._formatter_factory = formatter  # type: ignore[assignment]
-        self._warm_up = False
         self._user_code = user_code
         self._cold = True  # the renderer and the sinks have not made their first imports yet
         self.sinks = tuple(sinks)
@@ -260,14 +261,12 @@ class LogPipeline:
         if not self._cold:
             self._ship_cycle()
             return
+        owed = bool(self._requests) or self._guard_due()  # someone waits on this cycle
+        if not owed and not self._queue and not any(len(s.pending) for s in self.sinks):
+            return  # nothing to ship: no reason to import anything yet
         with self._user_code.quiet() as quiet:
-            if not quiet and not self._requests and not self._guard_due():
+            if not quiet and not owed:
                 return  # user code may be importing: the records wait for a quiet moment or a flush
-            if self._warm_up:
-                self._warm_up = False
-                _ = self.formatter
-                if not self._queue and not self._requests:
-                    return  # only the renderer, while the loop waits on /next: the sinks' imports wait
             self.prepare()
             self._ship_cycle()
 
@@ -336,12 +335,6 @@ class LogPipeline:
             assert self._formatter_factory is not None
             self._formatter = self._formatter_factory()
         return self._formatter
-
-    def warm_up(self) -> None:
-        """Build the renderer on the shipper thread now (init is over; the loop is about to wait on `/next`)."""
-        if self._formatter is None:
-            self._warm_up = True
-            self._wake.set()
 
     def _drain(self, limit: int) -> None:
         render = self.formatter.render
