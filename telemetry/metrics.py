@@ -159,7 +159,17 @@ def metric_exporter(cfg: TelemetryConfig) -> MetricExporter:
         return exporter
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
-    from telemetry.tracing import otlp_http_session
+    from telemetry.tracing import OTLP_HTTP_DEFAULT_BASE, lean_otlp_transport, otlp_http_session
 
-    session = otlp_http_session(endpoint or "http://localhost:4318/")
-    return OTLPMetricExporter(endpoint=endpoint, headers=headers, timeout=timeout_s, session=session)
+    url = endpoint or OTLP_HTTP_DEFAULT_BASE + "v1/metrics"
+    transport = lean_otlp_transport(url)
+    if transport is not None:
+        try:
+            # OtlpHttpTransport has BaseHTTPTransport's shape without subclassing it: the base lives in a beta
+            # package's private module, and a duck-typed seam cannot break our import when that moves.
+            lean: MetricExporter = OTLPMetricExporter(  # type: ignore[call-overload]
+                endpoint=url, headers=headers, timeout=timeout_s, _transport=transport)
+            return lean
+        except TypeError:  # an exporter release without the transport seam: requests it is
+            pass
+    return OTLPMetricExporter(endpoint=endpoint, headers=headers, timeout=timeout_s, session=otlp_http_session(url))

@@ -20,14 +20,18 @@ import contextlib
 import importlib.abc
 import importlib.machinery
 import re
+import select
+import socket
 import sys
 import threading
+import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -432,11 +436,22 @@ def span_exporter(cfg: TelemetryConfig) -> SpanExporter:
         return exporter
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    session = otlp_http_session(endpoint or _OTLP_HTTP_DEFAULT_URL)
-    return OTLPSpanExporter(endpoint=endpoint, headers=headers, timeout=timeout_s, session=session)
+    url = endpoint or OTLP_HTTP_DEFAULT_BASE + "v1/traces"
+    transport = lean_otlp_transport(url)
+    if transport is not None:
+        try:
+            # OtlpHttpTransport has BaseHTTPTransport's shape without subclassing it: the base lives in a beta
+            # package's private module, and a duck-typed seam cannot break our import when that moves.
+            lean: SpanExporter = OTLPSpanExporter(  # type: ignore[call-overload]
+                endpoint=url, headers=headers, timeout=timeout_s, _transport=transport)
+            return lean
+        except TypeError:  # an exporter release without the transport seam: requests it is
+            pass
+    return OTLPSpanExporter(endpoint=endpoint, headers=headers, timeout=timeout_s, session=otlp_http_session(url))
 
 
-_OTLP_HTTP_DEFAULT_URL = "http://localhost:4318/"
+#: where the OTLP/HTTP exporters send when no endpoint is configured (their own default)
+OTLP_HTTP_DEFAULT_BASE = "http://localhost:4318/"
 #: the exporters load a credential provider's session only when they are given none
 _CREDENTIAL_PROVIDERS = (
     "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER",
@@ -450,12 +465,13 @@ _REQUESTS_CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 def requests_would_use_environment(url: str, environ: Mapping[str, str]) -> bool:
     """Whether a `requests` session that trusts the environment would send to `url` differently than one that
     does not: a proxy variable (`*_proxy` in any case, `no_proxy` included, as `urllib.request.getproxies`
-    reads them), a CA bundle variable (it overrides the exporter's `verify`), or a netrc entry for its host."""
+    reads them), for an `https` URL a CA bundle variable (it overrides the exporter's `verify`), or a netrc
+    entry for its host."""
     from requests.utils import get_netrc_auth
 
     if any(value and name.lower().endswith("_proxy") for name, value in environ.items()):
         return True
-    if any(environ.get(name) for name in _REQUESTS_CA_VARIABLES):
+    if url.lower().startswith("https:") and any(environ.get(name) for name in _REQUESTS_CA_VARIABLES):
         return True
     return get_netrc_auth(url) is not None
 
@@ -483,6 +499,272 @@ def otlp_http_session(url: str, environ: Mapping[str, str] | None = None) -> req
     if not requests_would_use_environment(url, env):
         session.trust_env = False
     return session
+
+
+def lean_otlp_transport(url: str, environ: Mapping[str, str] | None = None) -> OtlpHttpTransport | None:
+    """An `OtlpHttpTransport` for `url` when nothing that only `requests` provides is needed: plain `http`,
+    no OTLP credential provider, and nothing in the environment that `requests` would apply to `url`
+    (`requests_would_use_environment`); otherwise None (the exporter then posts through `requests`).
+    """
+    import os
+
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    if not url.lower().startswith("http://") or any(env.get(name) for name in _CREDENTIAL_PROVIDERS):
+        return None
+    if requests_would_use_environment(url, env):
+        return None
+    try:
+        return OtlpHttpTransport(url)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class OtlpHttpResult:
+    """One answer (or the error that stopped it), shaped like the exporters' `BaseHTTPResult`."""
+
+    status_code: int | None = None
+    reason: str | None = None
+    error: Exception | None = None
+    body: bytes = b""
+    header_map: Mapping[str, str] | None = None  # names in lower case
+
+    def content(self) -> bytes:
+        return self.body
+
+    def headers(self) -> Mapping[str, str]:
+        return _LowerCaseHeaders(self.header_map or {})
+
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+
+class _LowerCaseHeaders(Mapping[str, str]):
+    """Case-insensitive lookups over a dict whose keys are already lower case."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, str]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> str:
+        return self._data[key.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class OtlpHttpProtocolError(ConnectionError):
+    """The collector's answer was not HTTP/1.1 we can read; the connection is dropped (and the export retried
+    once on a new one, as for any connection error)."""
+
+
+_MAX_HEAD_BYTES = 64 * 1024
+
+
+class OtlpHttpTransport:
+    """POSTs OTLP payloads to one plain-HTTP URL over one keep-alive connection: the exporters' transport seam
+    (`request`, `is_connection_error`, `close`), without `requests`.
+
+    Why: through `requests` (session, request preparation, urllib3's pool, `http.client`'s email-based header
+    parser) one export cost ~3x its protobuf encoding, and a flush makes two (spans and metrics, each on its own
+    thread, competing for the GIL while the loop waits). The exporter keeps doing everything else as before:
+    headers, compression, the retry policy and its timeout. Only what plain HTTP to a collector needs is here:
+    Content-Length requests; Content-Length, chunked or close-delimited answers; 1xx skipped; every socket
+    operation bounded by the request's timeout. A connection the collector closed while idle (or while Lambda
+    kept the process frozen) is noticed before the next POST and replaced; any error drops the connection, and
+    the exporter retries a connection error once at once, as it does with `requests`.
+    """
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme.lower() != "http" or not parts.hostname:
+            raise ValueError(f"not a plain-HTTP URL: {url!r}")
+        self.url = url
+        self._address = (parts.hostname, parts.port or 80)
+        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        self._host_header = host if parts.port is None else f"{host}:{parts.port}"
+        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self.connects = 0
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+        data: bytes | None = None,
+    ) -> OtlpHttpResult:
+        if url != self.url:
+            return OtlpHttpResult(error=ValueError(f"this transport posts to {self.url}, not {url}"))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        body = data or b""
+        head = [f"{method} {self._target} HTTP/1.1\r\nHost: {self._host_header}\r\n"]
+        head.extend(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+        head.append(f"Content-Length: {len(body)}\r\n\r\n")
+        message = "".join(head).encode("latin-1") + body
+        with self._lock:
+            if self._closed:
+                return OtlpHttpResult(error=ConnectionError("the transport is closed"))
+            try:
+                sock = self._connection(deadline)
+                _settimeout(sock, deadline)
+                sock.sendall(message)
+                return self._read_response(sock, method, deadline)
+            except (OSError, ValueError) as exc:
+                self._drop()
+                error = exc if isinstance(exc, OSError) else OtlpHttpProtocolError(str(exc))
+                return OtlpHttpResult(error=error)
+
+    def is_connection_error(self, exception: Exception | None) -> bool:
+        return isinstance(exception, OSError)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._drop()
+
+    # -- the connection ----------------------------------------------------------------------------------------
+    def _connection(self, deadline: float | None) -> socket.socket:
+        sock = self._sock
+        if sock is not None:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if not readable:
+                return sock
+            self._drop()  # the collector closed it (or sent something unasked): either way it cannot be reused
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise TimeoutError("no time left to connect to the collector")
+        sock = socket.create_connection(self._address, timeout=remaining)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = sock
+        self.connects += 1
+        return sock
+
+    def _drop(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    # -- the answer --------------------------------------------------------------------------------------------
+    def _read_response(self, sock: socket.socket, method: str, deadline: float | None) -> OtlpHttpResult:
+        reader = _Reader(sock, deadline)
+        while True:
+            head = reader.until(b"\r\n\r\n", _MAX_HEAD_BYTES)
+            lines = head.split(b"\r\n")
+            parts = lines[0].split(None, 2)
+            if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+                raise ValueError(f"malformed status line {lines[0][:100]!r}")
+            status = int(parts[1])
+            if 100 <= status < 200:
+                continue  # 100 Continue and friends: the real answer follows
+            break
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep:
+                raise ValueError(f"malformed header line {line[:100]!r}")
+            headers[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
+        keep = headers.get("connection", "").lower()
+        reusable = keep != "close" and (parts[0] != b"HTTP/1.0" or keep == "keep-alive")
+        if method == "HEAD" or status in (204, 304):
+            body = b""
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            body = reader.chunked()
+        elif "content-length" in headers:
+            length = headers["content-length"]
+            if not length.isdigit():
+                raise ValueError(f"malformed Content-Length {length[:40]!r}")
+            body = reader.exact(int(length))
+        else:
+            body = reader.rest()
+            reusable = False
+        if not reusable or reader.leftover:
+            self._drop()
+        reason = parts[2].decode("latin-1") if len(parts) > 2 else ""
+        return OtlpHttpResult(status_code=status, reason=reason, body=body, header_map=headers)
+
+
+def _settimeout(sock: socket.socket, deadline: float | None) -> None:
+    if deadline is None:
+        sock.settimeout(None)
+        return
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("the export timed out")
+    sock.settimeout(remaining)
+
+
+class _Reader:
+    """Buffered reads of one answer, each bounded by the request's deadline."""
+
+    __slots__ = ("_buf", "_deadline", "_sock")
+
+    def __init__(self, sock: socket.socket, deadline: float | None) -> None:
+        self._sock = sock
+        self._deadline = deadline
+        self._buf = bytearray()
+
+    @property
+    def leftover(self) -> bool:
+        return bool(self._buf)
+
+    def _fill(self) -> bool:
+        _settimeout(self._sock, self._deadline)
+        data = self._sock.recv(65536)
+        if not data:
+            return False
+        self._buf += data
+        return True
+
+    def until(self, marker: bytes, limit: int) -> bytes:
+        start = 0
+        while True:
+            index = self._buf.find(marker, start)
+            if index >= 0:
+                out = bytes(self._buf[:index])
+                del self._buf[: index + len(marker)]
+                return out
+            if len(self._buf) > limit:
+                raise ValueError(f"answer head longer than {limit} bytes")
+            start = max(len(self._buf) - len(marker) + 1, 0)
+            if not self._fill():
+                raise ConnectionError("the collector closed the connection")
+
+    def exact(self, n: int) -> bytes:
+        while len(self._buf) < n:
+            if not self._fill():
+                raise ConnectionError(f"the answer was cut short: {len(self._buf)} of {n} bytes")
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        return out
+
+    def chunked(self) -> bytes:
+        chunks: list[bytes] = []
+        while True:
+            size_line = self.until(b"\r\n", _MAX_HEAD_BYTES)
+            size = int(size_line.split(b";", 1)[0].strip(), 16)
+            if size == 0:
+                while self.until(b"\r\n", _MAX_HEAD_BYTES):
+                    pass  # trailers: nothing we need from them
+                return b"".join(chunks)
+            chunks.append(self.exact(size))
+            if self.exact(2) != b"\r\n":
+                raise ValueError("malformed chunk")
+
+    def rest(self) -> bytes:
+        while self._fill():
+            pass
+        out, self._buf = bytes(self._buf), bytearray()
+        return out
 
 
 # -- outgoing HTTP -------------------------------------------------------------------------------------------------

@@ -350,12 +350,21 @@ def test_otlp_session_ignores_the_environment_when_it_says_nothing(no_netrc):
     assert session.trust_env is False
 
 
-@pytest.mark.parametrize("name", ["HTTPS_PROXY", "http_proxy", "ALL_PROXY", "NO_PROXY", "no_proxy",
-                                  "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
-def test_otlp_session_keeps_honouring_proxy_and_ca_variables(no_netrc, name):
-    session = otlp_http_session(OTLP_URL, {name: "http://proxy.internal:3128"})
+@pytest.mark.parametrize(("url", "name"), [
+    (OTLP_URL, "HTTPS_PROXY"), (OTLP_URL, "http_proxy"), (OTLP_URL, "ALL_PROXY"), (OTLP_URL, "NO_PROXY"),
+    (OTLP_URL, "no_proxy"), ("https://collector.example/v1/traces", "REQUESTS_CA_BUNDLE"),
+    ("https://collector.example/v1/traces", "CURL_CA_BUNDLE"),
+])
+def test_otlp_session_keeps_honouring_proxy_and_ca_variables(no_netrc, url, name):
+    session = otlp_http_session(url, {name: "/etc/ssl/corp.pem"})
     assert session is not None
     assert session.trust_env is True
+
+
+def test_a_ca_bundle_does_not_matter_to_plain_http(no_netrc):
+    session = otlp_http_session(OTLP_URL, {"REQUESTS_CA_BUNDLE": "/etc/ssl/corp.pem"})
+    assert session is not None
+    assert session.trust_env is False
 
 
 def test_otlp_session_keeps_honouring_a_netrc_entry_for_the_collector(no_netrc):
