@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import NamedTuple
-from urllib.parse import unquote
 
 DEFAULT_REDACT_KEYS = (
     "password", "passwd", "secret", "token", "authorization", "cookie", "set-cookie", "api_key", "apikey",
@@ -76,8 +75,13 @@ class _Reader:
 
     def pairs(self, name: str) -> tuple[tuple[str, str], ...]:
         """`k1=v1,k2=v2` with URL-encoded values (OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS)."""
+        raw = self.env.get(name, "")
+        if not raw.strip():
+            return ()
+        from urllib.parse import unquote  # only when set: urllib.parse costs ~2 ms of cold start
+
         out: list[tuple[str, str]] = []
-        for item in self.env.get(name, "").split(","):
+        for item in raw.split(","):
             if not item.strip():
                 continue
             key, sep, value = item.partition("=")

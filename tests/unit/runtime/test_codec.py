@@ -5,13 +5,16 @@ from __future__ import annotations
 import decimal
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 from awslambdaric.lambda_runtime_marshaller import LambdaMarshaller
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime.codec import BINARY, JSON, decode_event, encode_result, is_json
+from runtime import codec
+from runtime.codec import BINARY, FAST_DECODE_MIN_BYTES, JSON, decode_event, encode_result, is_json
 from runtime.errors import MarshalError, UnmarshalError
 
 # --- decode ------------------------------------------------------------------------------------------------------
@@ -211,3 +214,61 @@ def test_decode_of_encode_round_trips(value):
     # WHEN it is encoded as a result and decoded as an event
     # THEN it comes back equal
     assert decode_event(encode_result(plain)[0], JSON) == plain
+
+
+# --- large events: the msgspec path gives exactly what json.loads gives -------------------------------------------
+def _large(value_json: bytes) -> bytes:
+    """`value_json` inside an event big enough for the fast path."""
+    return b'{"pad": "' + b"x" * FAST_DECODE_MIN_BYTES + b'", "value": ' + value_json + b"}"
+
+
+def _stdlib(body: bytes) -> tuple[str, str]:
+    """json.loads' answer, as comparable text: repr tells 1 from 1.0 and True, keeps NaN and -0.0."""
+    try:
+        return "value", repr(json.loads(body))
+    except (ValueError, RecursionError) as exc:
+        return "error", f"Unable to unmarshal input: {exc}"
+
+
+def _ours(body: bytes) -> tuple[str, str]:
+    try:
+        return "value", repr(decode_event(body, JSON))
+    except UnmarshalError as exc:
+        return "error", str(exc)
+
+
+@settings(deadline=None)
+@given(json_values)
+def test_a_large_event_decodes_to_exactly_what_json_loads_returns(value):
+    # GIVEN any JSON value inside an event above the fast-path threshold
+    body = _large(json.dumps(value, default=str).encode())
+    # WHEN it is decoded
+    # THEN the objects are those json.loads builds (same types, same values)
+    assert _ours(body) == _stdlib(body)
+    assert codec._fast_decode is not None  # and the fast path was the one taken
+
+
+@pytest.mark.parametrize("value_json", [
+    b"NaN", b"-Infinity", b"1e400", b"-1.8e308", b'"\\ud800"', b'"\\udc00x"', b"123456789012345678901234567890",
+    b"-0.0", b"[" * 3000 + b"]" * 3000, b"[1,]", b'"\xff"', b"tru",
+])  # fmt: skip
+def test_what_msgspec_refuses_gets_json_loads_answer_or_error(value_json):
+    # GIVEN a large event that msgspec cannot (or must not) decode: non-finite numbers, lone surrogates, deep
+    # nesting, malformed JSON, invalid UTF-8
+    body = _large(value_json)
+    # WHEN it is decoded, THEN the value or the error is the stdlib's, as with AWS's runtime
+    assert _ours(body) == _stdlib(body)
+
+
+@pytest.mark.parametrize("body", [b"\xef\xbb\xbf" + _large(b"1"), _large(b'"\xc3\xa9"').decode().encode("utf-16")])
+def test_a_large_event_with_a_bom_or_in_utf16_decodes_as_json_loads_does(body):
+    assert _ours(body) == _stdlib(body)
+
+
+def test_small_events_never_import_msgspec():
+    # GIVEN a fresh interpreter decoding only events below the threshold
+    code = ("import sys; from runtime.codec import decode_event, FAST_DECODE_MIN_BYTES as n;"
+            "decode_event(b'{\"a\": \"' + b'x' * (n - 20) + b'\"}', None); print('msgspec' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    # THEN msgspec was not imported (its import would be cold-start time for nothing)
+    assert out.strip() == "False"
