@@ -1,8 +1,9 @@
 """`Otel`: one SERVER span and the metrics of every invocation, a bounded flush, the deadline hook, the init span.
 
 What runs where:
-* the caller's thread starts and ends the invocation span (attributes, parent, error status and event) and
-  records the metrics; it never exports;
+* the caller's thread starts and ends the invocation span (attributes, parent, error status and event); it
+  never exports. The invocation's metrics are recorded by the flush that follows (`begin_flush`, after the
+  response is posted), so the SDK's instruments are not on the caller's path;
 * one export thread (`ExportWorker`) does every export: the spans ended so far, and at the same time, on a helper
   thread, the metrics. A flush is a ticket handed to that thread; the caller waits for it at most its budget, so
   a slow or dead collector holds the export thread (for at most TELEMETRY_OTLP_TIMEOUT_MS per attempt) but never
@@ -362,6 +363,8 @@ class Otel:
         self._redactor = Redactor(cfg.redact_keys)
         self._invocations = itertools.count()  # next() is atomic: exactly one invocation is the cold start
         self._running: dict[str, _Running] = {}
+        # (duration ms, trigger, outcome, error type, cold start) of ended invocations, recorded at the next flush
+        self._unrecorded: deque[tuple[float, str, str, str | None, bool]] = deque()
         self._budget_s = cfg.flush_budget_ms / 1000
         self._requests_hook: AfterImport | None = None
         self.span_ids = self._make_span_ids()
@@ -510,10 +513,26 @@ class Otel:
             span.end()
             if self._metrics is not None:
                 duration_ms = (self._clock_ns() - running.started_ns) / 1e6
-                self._metrics.invocation(duration_ms, running.trigger, SUCCESS if error_type is None else ERROR,
-                                         error_type, running.cold_start)
+                self._unrecorded.append((duration_ms, running.trigger, SUCCESS if error_type is None else ERROR,
+                                         error_type, running.cold_start))
         except Exception as exc:
             self._diagnose(f"the invocation span could not be ended: {type(exc).__name__}: {exc}")
+
+    def _record_finished(self) -> None:
+        """Record the metrics of the invocations finished since the last flush. Deferred to here (after the
+        response is posted, before the export) because the SDK's instruments cost ~25 µs per invocation, which
+        the caller would otherwise wait for; every point is still recorded before the export that carries it."""
+        if self._metrics is None:
+            return
+        while True:
+            try:
+                finished = self._unrecorded.popleft()
+            except IndexError:
+                return
+            try:
+                self._metrics.invocation(*finished)
+            except Exception as exc:
+                self._diagnose(f"invocation metrics could not be recorded: {type(exc).__name__}: {exc}")
 
     def _record_error(self, span: trace.Span, error_type: str, message: str, stack: list[str]) -> None:
         """ERROR status plus the conventional `exception` event (type, message, stack), message redacted."""
@@ -548,6 +567,7 @@ class Otel:
     def begin_flush(self) -> FlushTicket:
         """Start exporting everything ended so far, on the export thread; wait on the ticket later. Lets the
         caller flush logs meanwhile, so both share one budget instead of adding up."""
+        self._record_finished()
         return self.worker.request()
 
     def flush(self, timeout_s: float) -> bool:
@@ -590,6 +610,7 @@ class Otel:
                                              running.cold_start)
             except Exception as exc:
                 self._diagnose(f"the timed-out span could not be ended: {type(exc).__name__}: {exc}")
+        self._record_finished()
         return self.worker.request()
 
     # -- init and shutdown -------------------------------------------------------------------------------------
