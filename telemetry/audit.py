@@ -15,7 +15,8 @@ created the records. Filters combine with AND:
   failure is seen in context), plus init errors of that type.
 - `--grep TEXT`: case-insensitive substring of the message or of anything in the stored record.
 Output: `--format table` (one line per record, the report's numbers spelled out) or `--format json` (the stored
-record, one JSON object per line: feed it to jq). `--follow` keeps polling for new records until interrupted.
+record, one JSON object per line: feed it to jq). `--follow` keeps polling for new records until interrupted:
+SIGINT ends it with status 0, even when the process inherited SIGINT as ignored (see `_Interrupt`).
 
 Exit status (shared with `partitions` and `report`, see `telemetry.dbtool`): 0 records printed, 1 the database
 refused or could not be reached, 2 usage or a malformed/missing database URL, 3 no record matched, 4 the table
@@ -27,11 +28,15 @@ Imports: stdlib, `.dbtool` (psycopg only when the command runs).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
 from telemetry.dbtool import (
@@ -56,6 +61,8 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL", "TRACE": "DEBUG"}
 DEFAULT_WINDOW = timedelta(hours=24)
 DEFAULT_LIMIT = 10_000
+#: Follow mode's longest sleep between two looks at the SIGINT flag, which the handler cannot wake (see `_pause`).
+_FLAG_CHECK_S = 0.05
 
 #: What the query selects, in this order (`Row` mirrors it).
 _SELECT = (
@@ -296,8 +303,10 @@ def run(
     """Run `flightrec logs` with parsed `args`; returns the exit status. `stop` ends follow mode (tests)."""
     out = out or sys.stdout
     err = err or sys.stderr
+    interrupt = _Interrupt()
     try:
-        return _run(args, out, err, stop or threading.Event(), clock)
+        with _sigint_ends_following(interrupt, enabled=bool(args.follow)):
+            return _run(args, out, err, stop or threading.Event(), clock, interrupt=interrupt)
     except CommandError as exc:
         print(f"flightrec logs: {exc}", file=err)
         return exc.code
@@ -305,8 +314,54 @@ def run(
         return EXIT_OK
 
 
+class _Interrupt:
+    """Follow mode's SIGINT handler: a flag the poll loop reads, and an exception only while a query runs.
+
+    Why not Python's default handler: Python installs it only when SIGINT is not ignored at start-up, and SIG_IGN is
+    inherited: a job started with `cmd &` by a non-interactive shell has SIGINT ignored, and so has every process it
+    starts (a test suite run that way, and the `flightrec logs --follow` it spawns). `--follow` would then never end
+    on `kill -INT`; only SIGTERM or SIGKILL would stop it, with a failure status.
+    Why not `stop.set()`: the handler runs in the main thread between two bytecodes, possibly while that thread holds
+    the Event's internal lock inside `stop.wait()`, and that lock is not reentrant: a deadlock.
+    Why raise during a query: psycopg answers a KeyboardInterrupt inside its wait by cancelling the statement on the
+    server (giving the cancel and the drain 5 s each), so a slow poll ends at once instead of running to completion.
+    Between queries (sleeping, writing output) nothing is raised, so a record is never cut half-printed.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.raise_now = True  # connecting and the first query: nothing to finish, so stop at once
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        del signum, frame
+        self.requested = True
+        if self.raise_now:
+            raise KeyboardInterrupt
+
+
+@contextmanager
+def _sigint_ends_following(interrupt: _Interrupt, *, enabled: bool) -> Iterator[None]:
+    """Install `interrupt` as the SIGINT handler for the block, then put the previous one back (callers in-process
+    keep theirs). Only in the main thread, the only one Python lets set handlers; elsewhere `stop` ends following."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: installed outside Python, nothing we could put back
+            signal.signal(signal.SIGINT, previous)
+
+
 def _run(
-    args: argparse.Namespace, out: TextIO, err: TextIO, stop: threading.Event, clock: Callable[[], datetime]
+    args: argparse.Namespace,
+    out: TextIO,
+    err: TextIO,
+    stop: threading.Event,
+    clock: Callable[[], datetime],
+    *,
+    interrupt: _Interrupt,
 ) -> int:
     query = query_from(args, clock())
     try:
@@ -320,6 +375,7 @@ def _run(
     with connect(target, args.connect_timeout) as conn:
         table = target.identifier()
         rows = fetch(conn, table, query)
+        interrupt.raise_now = False
         if len(rows) > query.limit:
             rows = rows[: query.limit]
             print(
@@ -334,8 +390,40 @@ def _run(
                 print("flightrec logs: no records match", file=err)
                 return EXIT_NO_ROWS
             return EXIT_OK
-        _follow(conn, table, query, rows, writer, stop=stop, interval=args.interval, lookback=lookback)
+        _follow(
+            conn, table, query, rows, writer, stop=stop, interrupt=interrupt, interval=args.interval, lookback=lookback
+        )
     return EXIT_OK
+
+
+def _pause(stop: threading.Event, interrupt: _Interrupt, interval: float) -> bool:
+    """Sleep up to `interval`; True as soon as following should end. The sleep is cut into slices of at most
+    `_FLAG_CHECK_S` because the SIGINT handler may only set a flag (see `_Interrupt`), which nothing can wait on."""
+    deadline = time.monotonic() + interval
+    while not (stop.is_set() or interrupt.requested):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        stop.wait(min(remaining, _FLAG_CHECK_S))
+    return True
+
+
+def _poll(
+    conn: psycopg.Connection[Any],
+    table: sql.Identifier,
+    query: AuditQuery,
+    *,
+    after: datetime | None,
+    interrupt: _Interrupt,
+) -> list[Row]:
+    """`fetch`, with SIGINT raising KeyboardInterrupt for exactly as long as the query runs (see `_Interrupt`)."""
+    interrupt.raise_now = True
+    try:
+        if interrupt.requested:  # SIGINT came between the last look at the flag and here: run no new query
+            raise KeyboardInterrupt
+        return fetch(conn, table, query, after=after)
+    finally:
+        interrupt.raise_now = False
 
 
 def _follow(
@@ -346,6 +434,7 @@ def _follow(
     writer: TableWriter | JsonWriter,
     *,
     stop: threading.Event,
+    interrupt: _Interrupt,
     interval: float,
     lookback: timedelta,
 ) -> None:
@@ -355,9 +444,9 @@ def _follow(
     seen: dict[str, datetime] = {row.record_id: row.ts for row in shown}
     newest = max((row.ts for row in shown), default=None)
     poll = replace(query, limit=DEFAULT_LIMIT)
-    while not stop.wait(interval):
+    while not _pause(stop, interrupt, interval):
         after = newest - lookback if newest is not None else None
-        fresh = [row for row in fetch(conn, table, poll, after=after) if row.record_id not in seen]
+        fresh = [row for row in _poll(conn, table, poll, after=after, interrupt=interrupt) if row.record_id not in seen]
         if not fresh:
             continue
         writer.write(fresh)

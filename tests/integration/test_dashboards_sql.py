@@ -868,6 +868,18 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stdout_lines(proc: subprocess.Popen[str]) -> queue.Queue[str]:
+    """The process's stdout lines as they come, read by a daemon thread so that waiting for them can time out."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in proc.stdout or ():
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
 def test_logs_follow_prints_new_records_as_they_are_stored(pg_db: str, tmp_path: Path) -> None:
     (tmp_path / "dash_handler.py").write_text(HANDLER)
     with psycopg.connect(pg_db, autocommit=True) as conn:
@@ -876,8 +888,7 @@ def test_logs_follow_prints_new_records_as_they_are_stored(pg_db: str, tmp_path:
                "--format", "json", "--database-url", pg_db]  # fmt: skip
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()], daemon=True).start()
+    lines = stdout_lines(proc)
     try:
         env = pipeline_env(pg_db)
         with Emulator(handler="dash_handler.handler", task_root=tmp_path, function_name="follower", env=env,
@@ -900,6 +911,42 @@ def test_logs_follow_prints_new_records_as_they_are_stored(pg_db: str, tmp_path:
         )
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+#: `python -c` program: exec the rest of the command line with SIGINT ignored, which the new process inherits. That is
+#: how `cmd &` in a non-interactive shell starts a job, e.g. a test suite, and with it the processes the suite spawns.
+SIGINT_IGNORED_EXEC = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+
+
+def test_logs_follow_ends_on_sigint_even_when_it_inherited_sigint_ignored(filled: Filled) -> None:
+    # Python installs no KeyboardInterrupt handler when SIGINT starts out ignored: follow mode must install its own.
+    first = filled.caused[0]
+    command = [sys.executable, "-c", SIGINT_IGNORED_EXEC, "-m", "runtime", "logs", first.request_id, "--follow",
+               "--interval", "0.1", "--format", "json", "--database-url", filled.dsn]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    lines = stdout_lines(proc)
+    try:
+        seen: list[dict[str, Any]] = []
+
+        def all_printed() -> bool:
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    seen.append(json.loads(lines.get_nowait()))
+            return len(seen) >= len(first.kinds)
+
+        wait_for(all_printed, 30, "follow mode to print the invocation's records")
+        assert proc.poll() is None  # still following
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+        assert [r["kind"] for r in seen] == first.kinds
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -1,4 +1,5 @@
-"""The pure parts of `flightrec logs`, `partitions` and `report`: argument parsing, query building, axis maths.
+"""The pure parts of `flightrec logs`, `partitions` and `report`: argument parsing, query building, axis maths,
+and where a SIGINT may land in `logs --follow` (with the database faked).
 
 Their database behaviour is tested against PostgreSQL in tests/integration/test_dashboards_sql.py.
 """
@@ -6,6 +7,13 @@ Their database behaviour is tested against PostgreSQL in tests/integration/test_
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import json
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -97,6 +105,98 @@ def test_describe_spells_out_a_report_and_keeps_one_line() -> None:
     assert audit.describe(row) == "REPORT status=error duration=12.346ms error_type=ValueError init=310.500ms"
     log = audit.Row(NOW, "INFO", "log", "fn", "r-1", "two\nlines", None, None, None, None, "r-1/1", "{}")
     assert audit.describe(log) == "two\\nlines"
+
+
+# -- follow mode and SIGINT ------------------------------------------------------------------------------------------
+#: Without the SIGINT handler under test nothing would end the loop: the fake database stops it after this many polls.
+SAFETY_POLLS = 50
+
+
+def follow_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    audit.configure(parser)
+    return parser.parse_args(
+        ["--follow", "--interval", "0.01", "--format", "json", "--database-url", "postgresql://u@127.0.0.1/db"]
+    )
+
+
+def record(n: int) -> audit.Row:
+    return audit.Row(
+        NOW + timedelta(seconds=n), "INFO", "log", "fn", "r-1", f"m{n}", None, None, None, None, f"r-1/{n}",
+        json.dumps({"n": n}),
+    )  # fmt: skip
+
+
+def fake_database(
+    monkeypatch: pytest.MonkeyPatch, stop: threading.Event, answer: Callable[[int], list[audit.Row]]
+) -> list[int]:
+    """`audit.connect` and `audit.fetch` replaced: query number n (1 is the first query) returns `answer(n)`.
+    Returns the list of query numbers run so far."""
+    queries: list[int] = []
+
+    @contextlib.contextmanager
+    def connect(target: object, connect_timeout: int) -> Iterator[None]:
+        yield None
+
+    def fetch(
+        conn: object, table: object, query: audit.AuditQuery, *, after: datetime | None = None
+    ) -> list[audit.Row]:
+        queries.append(len(queries) + 1)
+        if len(queries) > SAFETY_POLLS:
+            stop.set()
+        return answer(len(queries))
+
+    monkeypatch.setattr(audit, "connect", connect)
+    monkeypatch.setattr(audit, "fetch", fetch)
+    return queries
+
+
+@contextlib.contextmanager
+def sigint_inherited_as_ignored() -> Iterator[None]:
+    """What a process started with `cmd &` by a non-interactive shell has. It also keeps a KeyboardInterrupt that the
+    code under test failed to catch from ending the pytest session."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_follow_ends_with_0_on_sigint_during_a_query_even_if_sigint_was_ignored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stop = threading.Event()
+
+    def answer(n: int) -> list[audit.Row]:
+        if n == 3:  # the first query, then two polls; this one is interrupted
+            os.kill(os.getpid(), signal.SIGINT)
+            return [record(n)]
+        return []
+
+    queries = fake_database(monkeypatch, stop, answer)
+    out = io.StringIO()
+    with sigint_inherited_as_ignored():
+        code = audit.run(follow_args(), out, io.StringIO(), stop=stop)
+        restored = signal.getsignal(signal.SIGINT)
+    assert (code, len(queries), out.getvalue()) == (0, 3, "")  # the interrupted poll's rows are not printed
+    assert restored is signal.SIG_IGN  # the caller's disposition is put back
+
+
+def test_follow_sigint_while_printing_finishes_the_record_and_queries_no_more(monkeypatch: pytest.MonkeyPatch) -> None:
+    stop = threading.Event()
+    queries = fake_database(monkeypatch, stop, lambda n: [record(n)])  # a new record on every query
+
+    class Terminal(io.StringIO):
+        def write(self, text: str) -> int:
+            if text == record(2).record:  # the first poll's record: SIGINT between its text and its newline
+                os.kill(os.getpid(), signal.SIGINT)
+            return super().write(text)
+
+    out = Terminal()
+    with sigint_inherited_as_ignored():
+        code = audit.run(follow_args(), out, io.StringIO(), stop=stop)
+    assert (code, len(queries)) == (0, 2)
+    assert out.getvalue() == f"{record(1).record}\n{record(2).record}\n"
 
 
 @pytest.mark.parametrize(
