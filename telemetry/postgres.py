@@ -2,7 +2,8 @@
 
 Each batch is one statement, one round trip, one implicit transaction:
 `INSERT INTO logs (…) SELECT * FROM unnest($1::timestamptz[], $2::text[], …) ON CONFLICT DO NOTHING`,
-every column bound as a binary array. The primary key (ts, record_id) makes it idempotent, so a batch whose
+every column bound as a binary array (encoded here, `binary_array`: byte for byte what psycopg's list dumper
+sends, at a fraction of its cost). The primary key (ts, record_id) makes it idempotent, so a batch whose
 outcome is unknown (a lost connection, a cancelled statement) is simply sent again and never duplicates a row.
 COPY would be faster but cannot skip rows that are already there.
 
@@ -23,6 +24,7 @@ costs ~85 ms of cold start, paid on the first delivery instead of during init).
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import json
 import logging
@@ -30,6 +32,7 @@ import math
 import os
 import re
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -40,7 +43,7 @@ from urllib.parse import parse_qsl, unquote
 
 from telemetry.config import TelemetryConfig
 from telemetry.records import Rendered
-from telemetry.schema import COLUMNS, insert_sql, migrate, parse_table_name
+from telemetry.schema import COLUMNS, WIRE_TYPES, insert_sql, migrate, parse_table_name
 from telemetry.sink import SinkHandler
 from telemetry.spill import PendingBuffer
 
@@ -49,11 +52,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COLUMNS",
+    "BinaryArray",
     "DatabaseUrlError",
     "PostgresHandler",
     "PostgresSinkError",
+    "binary_array",
     "column_arrays",
     "connection_info",
+    "encode_columns",
     "redact_dsn",
     "scrub",
     "unverified_tls",
@@ -332,6 +338,110 @@ def column_arrays(batch: Sequence[Rendered]) -> list[list[Any]]:
     return arrays
 
 
+# -- binary array parameters -------------------------------------------------------------------------------------
+# PostgreSQL's binary array format (array_send): ndim, has-nulls flag, element type oid, then per dimension its
+# length and lower bound, then each element as a 4-byte length (-1: NULL) and its bytes.
+_ARRAY_HEAD = struct.Struct(">iiiii")
+_LEN = struct.Struct(">i")
+_NULL = _LEN.pack(-1)
+_I64 = struct.Struct(">q")
+_F64 = struct.Struct(">d")
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+#: element oid and array oid of each wire type (the INSERT casts `%b::<wire type>[]`)
+_OIDS: dict[str, tuple[int, int]] = {
+    "text": (25, 1009),
+    "timestamptz": (1184, 1185),
+    "boolean": (16, 1000),
+    "double precision": (701, 1022),
+    "integer": (23, 1007),
+}
+
+
+class BinaryArray:
+    """One column's values already in PostgreSQL's binary array format; `oid` is the array type's oid.
+
+    Why not let psycopg dump the lists: its list dumper looks up a dumper per element and packs each one through
+    several layers of Python, and for a batch of one invocation's records (20 columns of a dozen values) that was
+    ~40 % of the shipper thread's CPU. Each column has one known type, so it is encoded here in one pass.
+    """
+
+    __slots__ = ("data", "oid")
+
+    def __init__(self, data: bytes, oid: int) -> None:
+        self.data = data
+        self.oid = oid
+
+
+def _element_bytes(sql_type: str, value: Any) -> bytes:
+    """One non-NULL element of a non-text column: its length and its binary value."""
+    if sql_type == "timestamptz":
+        delta = value - _PG_EPOCH
+        return b"\x00\x00\x00\x08" + _I64.pack((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
+    if sql_type == "boolean":
+        return b"\x00\x00\x00\x01\x01" if value else b"\x00\x00\x00\x01\x00"
+    if sql_type == "double precision":
+        return b"\x00\x00\x00\x08" + _F64.pack(value)
+    return b"\x00\x00\x00\x04" + _LEN.pack(value)  # integer
+
+
+
+def _text_elements(values: list[Any]) -> tuple[list[bytes], int]:
+    parts: list[bytes] = []
+    append = parts.append
+    pack = _LEN.pack
+    nulls = 0
+    for value in values:
+        if value is None:
+            append(_NULL)
+            nulls = 1
+        else:
+            encoded = value.encode("utf-8")  # strict, like psycopg: a lone surrogate raises UnicodeEncodeError
+            append(pack(len(encoded)))
+            append(encoded)
+    return parts, nulls
+
+
+def binary_array(sql_type: str, values: list[Any]) -> BinaryArray:
+    """`values` (as `column_arrays` made them: the column's Python type or None) as one binary array parameter."""
+    wire = WIRE_TYPES.get(sql_type, sql_type)
+    element_oid, array_oid = _OIDS[wire]
+    if wire == "text":
+        parts, nulls = _text_elements(values)
+    else:
+        parts = [_NULL if value is None else _element_bytes(wire, value) for value in values]
+        nulls = int(None in values)
+    head = _ARRAY_HEAD.pack(1, nulls, element_oid, len(values), 1)
+    return BinaryArray(head + b"".join(parts), array_oid)
+
+
+def encode_columns(arrays: list[list[Any]]) -> list[BinaryArray]:
+    """`column_arrays`' output as the INSERT's parameters, one binary array per column of `COLUMNS`."""
+    return [binary_array(col.sql_type, values) for col, values in zip(COLUMNS, arrays, strict=True)]
+
+
+@functools.cache
+def _binary_array_dumper() -> type[Any]:
+    """psycopg's side of `BinaryArray` (built on first use: psycopg is imported lazily)."""
+    from psycopg.adapt import Dumper
+    from psycopg.pq import Format
+
+    class BinaryArrayDumper(Dumper):
+        format = Format.BINARY
+
+        def dump(self, obj: Any) -> bytes:
+            return obj.data  # type: ignore[no-any-return]
+
+        def get_key(self, obj: Any, format: Any) -> Any:
+            return (BinaryArray, obj.oid)
+
+        def upgrade(self, obj: Any, format: Any) -> Dumper:
+            dumper = BinaryArrayDumper(BinaryArray)
+            dumper.oid = obj.oid
+            return dumper
+
+    return BinaryArrayDumper
+
+
 def _stub(record: Rendered, error: BaseException) -> Rendered:
     """What is stored for a record that PostgreSQL rejects even alone: its identity, the reason, and its JSON as
     a string (always storable), so the audit trail shows it instead of the sink retrying it forever."""
@@ -526,11 +636,12 @@ class PostgresHandler(SinkHandler):
 
         if self._sql is None:
             self._sql = insert_sql(self.table)
+        params = encode_columns(arrays)
         for attempt in (1, 2):
             conn, fresh = self._connection(deadline)
             try:
                 with self._watchdog.guard(conn, deadline):
-                    cursor = conn.execute(self._sql, arrays)
+                    cursor = conn.execute(self._sql, params)
             except psycopg.Error as exc:
                 if self._watchdog.fired:
                     self.close_connections()
@@ -573,6 +684,7 @@ class PostgresHandler(SinkHandler):
             raise PostgresSinkError(
                 f"cannot connect to PostgreSQL at {self.target}: {scrub(str(exc), self._dsn).strip()}"
             ) from None
+        conn.adapters.register_dumper(BinaryArray, _binary_array_dumper())
         if self.auto_migrate and not self._migrated:
             try:
                 with self._watchdog.guard(conn, deadline):

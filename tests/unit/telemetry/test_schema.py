@@ -11,7 +11,7 @@ import logging
 import re
 import subprocess
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import msgspec
 import pytest
@@ -20,6 +20,7 @@ from telemetry.context import LogContext
 from telemetry.postgres import (
     UNPARSEABLE_TS,
     DatabaseUrlError,
+    binary_array,
     column_arrays,
     connection_info,
     redact_dsn,
@@ -288,6 +289,34 @@ def test_timestamps_parse_like_the_records_helper_and_fall_back_deterministicall
     values = column_arrays(odd)[0]
     assert values[:2] == [UNPARSEABLE_TS, UNPARSEABLE_TS]
     assert values[2] == datetime(2026, 11, 30, 3, 14, 5, tzinfo=UTC)  # a naive time is read as UTC
+
+
+@pytest.mark.parametrize(("sql_type", "values"), [
+    ("text", ["a", None, "h\u00e9llo \u2713", "", "x" * 300]),
+    ("jsonb", ['{"a": 1}', '{"message": "\u2713"}']),
+    ("timestamptz", [datetime(2026, 11, 30, 3, 14, 5, 123456, tzinfo=UTC), UNPARSEABLE_TS, None,
+                     datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=2)))]),
+    ("boolean", [True, False, None]),
+    ("double precision", [1.5, -0.0, float("nan"), float("inf"), None, 1e308]),
+    ("integer", [0, -1, 2**31 - 1, -(2**31), None]),
+    ("text", ["only", "strings"]),
+])
+def test_binary_arrays_are_byte_for_byte_what_psycopg_would_send(sql_type, values):
+    # GIVEN one column's values as column_arrays makes them
+    from psycopg.adapt import PyFormat, Transformer
+
+    dumper = Transformer().get_dumper(values, PyFormat.BINARY)
+    # WHEN the sink encodes them itself
+    ours = binary_array(sql_type, values)
+    # THEN the bytes and the array type are those of psycopg's own list dumper (which is far slower)
+    assert ours.data == bytes(dumper.dump(values))
+    assert ours.oid == dumper.oid
+
+
+def test_a_lone_surrogate_fails_the_encoding_as_it_failed_psycopg():
+    # the sink isolates such a batch on UnicodeEncodeError and stores the culprit as a stub
+    with pytest.raises(UnicodeEncodeError):
+        binary_array("text", ["fine", "bad \ud800"])
 
 
 def test_importing_the_sink_does_not_import_psycopg():
