@@ -68,6 +68,9 @@ _DECIMAL_FENCE = os.urandom(8).hex()
 _DECIMAL_STRING = re.compile(f'"{_DECIMAL_FENCE}([-+0-9.eE]+){_DECIMAL_FENCE}"')
 
 
+_fences_written = False  # set once a Decimal was fenced: until then no response is scanned for fences
+
+
 def _default(obj: object) -> object:
     # awslambdaric writes Decimals as raw JSON numbers (DynamoDB hands them out); NaN becomes NaN.
     import decimal  # here, not at the top: ~1.5 ms of cold start that only Decimal-returning functions need
@@ -77,11 +80,23 @@ def _default(obj: object) -> object:
             return math.nan
         if obj.is_infinite():
             return float(obj)
+        global _fences_written  # noqa: PLW0603 - only ever goes from False to True, so threads cannot race on it
+        _fences_written = True
         return f"{_DECIMAL_FENCE}{obj}{_DECIMAL_FENCE}"
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
-_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=True, default=_default)
+#: The managed runtimes on which awslambdaric writes non-ASCII characters as UTF-8; everywhere else (Python 3.11,
+#: custom runtimes) it escapes them (`ensure_ascii`), which is also ~20 % cheaper for the stdlib encoder.
+UTF8_EXECUTION_ENVS = frozenset(f"AWS_Lambda_python3.{minor}" for minor in range(12, 16))
+
+
+def json_encoder(execution_env: str | None) -> json.JSONEncoder:
+    """The result encoder awslambdaric would use under `AWS_EXECUTION_ENV=execution_env`."""
+    return json.JSONEncoder(ensure_ascii=execution_env not in UTF8_EXECUTION_ENVS, allow_nan=True, default=_default)
+
+
+_encoder = json_encoder(os.environ.get("AWS_EXECUTION_ENV"))  # fixed for the process's life, as Lambda's is
 
 
 def encode_result(result: Any) -> tuple[bytes, str]:
@@ -91,9 +106,9 @@ def encode_result(result: Any) -> tuple[bytes, str]:
         text = _encoder.encode(result)
     except (TypeError, ValueError, RecursionError) as exc:
         raise MarshalError(f"Unable to marshal response: {exc}") from None
-    if _DECIMAL_FENCE in text:
+    if _fences_written and _DECIMAL_FENCE in text:
         text = _DECIMAL_STRING.sub(r"\1", text)
     try:
         return text.encode("utf-8"), JSON
-    except UnicodeEncodeError:  # lone surrogates: escape them as awslambdaric's ASCII output does
+    except UnicodeEncodeError:  # UTF-8 mode and lone surrogates: escape them as the ASCII output does
         return text.encode("utf-8", "backslashreplace"), JSON

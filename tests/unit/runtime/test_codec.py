@@ -81,12 +81,29 @@ def test_empty_json_body_is_an_unmarshal_error(body):
 
 def test_dict_result_is_json():
     # GIVEN a handler result of plain JSON values
-    # WHEN it is encoded
+    # WHEN it is encoded (outside the python3.12+ managed runtimes, as in this test run)
     body, content_type = encode_result({"message": "Hello, Zoë!", "n": [1, 2.5, None, True]})
 
-    # THEN it is compact-separated UTF-8 JSON (non-ASCII not escaped), typed application/json
+    # THEN it is JSON with awslambdaric's separators and non-ASCII escaped, typed application/json
     assert content_type == "application/json"
-    assert body == '{"message": "Hello, Zoë!", "n": [1, 2.5, null, true]}'.encode()
+    assert body == b'{"message": "Hello, Zo\\u00eb!", "n": [1, 2.5, null, true]}'
+
+
+@pytest.mark.parametrize("execution_env", [None, "AWS_Lambda_python3.11", "AWS_Lambda_provided.al2023",
+                                           "AWS_Lambda_python3.12", "AWS_Lambda_python3.13"])  # fmt: skip
+def test_non_ascii_is_escaped_exactly_where_awslambdaric_escapes_it(execution_env, monkeypatch):
+    # GIVEN the execution environment Lambda names, and a result with non-ASCII text and a lone surrogate
+    if execution_env is None:
+        monkeypatch.delenv("AWS_EXECUTION_ENV", raising=False)
+    else:
+        monkeypatch.setenv("AWS_EXECUTION_ENV", execution_env)
+    result = {"name": "Zoë 東京 🚀", "list": ["ü", 1.5, None]}
+    # WHEN both runtimes' encoders for that environment encode it
+    ours = codec.json_encoder(execution_env).encode(result)
+    theirs = LambdaMarshaller().marshal_response(result)[0]
+    # THEN the bytes are the same: escaped (Python 3.11, custom runtimes) or UTF-8 (python3.12+ runtimes)
+    assert ours == theirs
+    assert ours.isascii() == (execution_env not in codec.UTF8_EXECUTION_ENVS)
 
 
 @pytest.mark.parametrize(("result", "expected"), [(None, b"null"), ("text", b'"text"'), (3, b"3"), ([], b"[]")])
