@@ -12,7 +12,9 @@ What it does, in order:
      ceiling, measured in the same rounds as everyone else;
   3. the RSS pass: one process per contestant serving `--rss-invocations` (20,000) small events;
   4. the log pipeline micro-benchmark (`bench.bench_logging`, in its own process) unless `--no-logging`;
-  5. optionally CPU profiles of every thread of a contestant (`--profile on`, see `bench.profile_threads`).
+  5. optionally CPU profiles of every thread of a contestant (`--profile on`): cProfile per thread
+     (`bench.profile_threads`, exact call counts, inflates small calls) or `--profiler py-spy` (sampling from
+     outside the process at 1 kHz, no instrumentation: the honest picture of where CPU time goes).
 Raw samples and every figure go to `bench/results/<timestamp>.json`; the tables are printed at the end.
 
 Why a fresh process per run: init, time to first response and RSS after init are per-process figures, and a
@@ -28,6 +30,7 @@ import math
 import os
 import platform
 import pstats
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -321,7 +324,78 @@ def profile_pass(runner: Runner, contestant: Contestant, event: Event, invocatio
     return {"invocations": invocations, "threads": threads}
 
 
+PY_SPY_RATE_HZ = 1000
+
+
+def _spy_group(frame: str) -> str:
+    """`func (path/to/file.py:12)` -> the file's group, as for cProfile entries."""
+    where = frame.rsplit(" (", 1)[-1].rstrip(")")
+    filename = where.rsplit(":", 1)[0]
+    return _group_of(filename) if "/" in filename else filename
+
+
+def pyspy_summary(path: Path, top: int = 25) -> dict[str, dict[str, Any]]:
+    """Per thread, from py-spy's collapsed stacks: samples, and own-time shares per file/package and per function."""
+    per_thread: dict[str, dict[str, Any]] = {}
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        frames = stack.split(";")
+        thread, _, name = frames[0].partition(": ")  # "thread (tid): name", the name only when py-spy could read it
+        leaf = frames[-1] if len(frames) > 1 else "(no Python frame)"
+        entry = per_thread.setdefault(thread, {"samples": 0, "groups": {}, "functions": {}, "name": ""})
+        entry["name"] = entry["name"] or name
+        count = int(count_text)
+        entry["samples"] += count
+        entry["groups"][_spy_group(leaf)] = entry["groups"].get(_spy_group(leaf), 0) + count
+        entry["functions"][leaf] = entry["functions"].get(leaf, 0) + count
+    out: dict[str, dict[str, Any]] = {}
+    for thread, entry in per_thread.items():
+        total = entry["samples"] or 1
+        out[f"{thread}: {entry['name']}" if entry["name"] else thread] = {
+            "samples": entry["samples"],
+            "cpu_s": entry["samples"] / PY_SPY_RATE_HZ,
+            "groups": sorted(((g, n / total) for g, n in entry["groups"].items()), key=lambda x: -x[1])[:top],
+            "functions": sorted(((f, n / total) for f, n in entry["functions"].items()), key=lambda x: -x[1])[:top],
+        }
+    return out
+
+
+def pyspy_pass(runner: Runner, contestant: Contestant, event: Event, invocations: int) -> dict[str, Any]:
+    """Run once under `py-spy record --gil` (samples of the thread holding the GIL, i.e. running Python; a thread
+    blocked in a socket call or a C extension that released the GIL is not counted) and summarise per thread."""
+    py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if py_spy is None:
+        raise RunFailed("py-spy is not installed (it is in the dev extra: ./dev setup)")
+    out = runner.workdir / f"pyspy-{contestant.key}-{event.name}.txt"
+    argv = [py_spy, "record", "--format", "raw", "--threads", "--gil", "--rate", str(PY_SPY_RATE_HZ), "--nonblocking",
+            "--output", str(out), "--", sys.executable, *contestant.argv()[1:]]
+    runner.run(contestant, event, warmup=0, invocations=invocations, argv=argv, graceful=True,
+               seconds_per_invocation=0.05)
+    if not out.exists():
+        raise RunFailed(f"{contestant.key}: py-spy wrote no profile")
+    return {"invocations": invocations, "profiler": "py-spy", "raw_file": str(out), "threads": pyspy_summary(out)}
+
+
+def print_pyspy(key: str, event: str, profile: dict[str, Any]) -> None:
+    invocations = profile["invocations"]
+    for thread, summary in profile["threads"].items():
+        per_inv = summary["cpu_s"] / invocations * 1e6
+        if per_inv < 1:
+            continue
+        say(f"\n== py-spy profile of {key}, {event} event, {thread}: {summary['samples']:,} samples at "
+            f"{PY_SPY_RATE_HZ} Hz over {invocations:,} invocations incl. init: "
+            f"~{per_inv:,.0f} µs CPU per invocation ==")
+        say(stats.table(["where (own time)", "share"], [[g, f"{s:.1%}"] for g, s in summary["groups"][:12]]))
+        say("")
+        say(stats.table(["function (own time)", "share"], [[f, f"{s:.1%}"] for f, s in summary["functions"][:15]]))
+
+
 def print_profile(key: str, event: str, profile: dict[str, Any]) -> None:
+    if profile.get("profiler") == "py-spy":
+        print_pyspy(key, event, profile)
+        return
     invocations = profile["invocations"]
     for thread, summary in profile["threads"].items():
         per_inv = summary["total_s"] / invocations * 1e6
@@ -492,8 +566,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="comma-separated, run in this order: " + ", ".join(
                             f"{c.key} ({c.label})" for c in CONTESTANTS))
     parser.add_argument("--no-logging", action="store_true", help="skip the log pipeline micro-benchmark")
-    parser.add_argument("--profile", default="", help="comma-separated contestants to run once under cProfile")
+    parser.add_argument("--profile", default="", help="comma-separated contestants to run once under --profiler")
     parser.add_argument("--profile-invocations", type=int, default=2000)
+    parser.add_argument("--profiler", choices=["cprofile", "py-spy"], default="cprofile",
+                        help="how --profile profiles: cProfile per thread (default) or py-spy sampling")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds a run may take beyond 10 ms/invocation")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory of the JSON results")
     parser.add_argument("--quick", action="store_true",
@@ -607,7 +683,8 @@ def run_passes(
         for key in filter(None, args.profile.split(",")):
             for event in events:
                 try:
-                    results["profiles"][f"{key}/{event.name}"] = profile_pass(
+                    profile = pyspy_pass if args.profiler == "py-spy" else profile_pass
+                    results["profiles"][f"{key}/{event.name}"] = profile(
                         runner, BY_KEY[key], event, args.profile_invocations)
                 except RunFailed as exc:
                     say(f"profile {key}: FAILED: {exc}")
