@@ -14,9 +14,9 @@ Imports: stdlib, `runtime.model`, `runtime.errors`.
 
 from __future__ import annotations
 
+import _socket  # socket.py's Python layer (enum conversions, selectors): ~2 ms of import we would not use
 import enum
 import re
-import socket
 import time
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
@@ -80,15 +80,28 @@ class SocketTransport:
         self._host = host
         self._port = int(port)
         self._host_header = address
-        self._sock: socket.socket | None = None
+        self._sock: _socket.socket | None = None
         self._buf = bytearray()
         self._ever_connected = False
 
-    def _open_socket(self) -> socket.socket:
-        # An ASCII host goes to getaddrinfo as bytes (which it accepts): given a str, it first imports the IDNA
-        # codec (encodings.idna, stringprep, unicodedata: 1-3 ms of every cold start) to encode a plain name.
+    def _open_socket(self) -> _socket.socket:
+        """`socket.create_connection` on the C module: each address getaddrinfo gives, in order, until one connects.
+
+        An ASCII host goes to getaddrinfo as bytes: given a str, it first imports the IDNA codec (encodings.idna,
+        stringprep, unicodedata: 1-3 ms of every cold start) to encode a plain name."""
         host: str | bytes = self._host.encode("ascii") if self._host.isascii() else self._host
-        return socket.create_connection((host, self._port), timeout=2.0)  # type: ignore[arg-type]
+        last: OSError = OSError(f"no address found for {self._host!r}")
+        for family, kind, proto, _, address in _socket.getaddrinfo(host, self._port, 0, _socket.SOCK_STREAM):
+            sock = _socket.socket(family, kind, proto)
+            try:
+                sock.settimeout(2.0)
+                sock.connect(address)
+            except OSError as exc:
+                sock.close()
+                last = exc
+                continue
+            return sock
+        raise last
 
     def _connect(self) -> None:
         attempts = (0.0,) if self._ever_connected else (0.0, *_CONNECT_ATTEMPTS_S)
@@ -101,7 +114,7 @@ class SocketTransport:
                 last = exc
                 continue
             sock.settimeout(None)  # no client timeout: /next may legitimately wait for hours
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
             self._sock = sock
             self._buf = bytearray()
             self._ever_connected = True
