@@ -466,14 +466,18 @@ def requests_would_use_environment(url: str, environ: Mapping[str, str]) -> bool
     """Whether a `requests` session that trusts the environment would send to `url` differently than one that
     does not: a proxy variable (`*_proxy` in any case, `no_proxy` included, as `urllib.request.getproxies`
     reads them), for an `https` URL a CA bundle variable (it overrides the exporter's `verify`), or a netrc
-    entry for its host."""
-    from requests.utils import get_netrc_auth
+    file (`NETRC`, else `~/.netrc` or `~/_netrc`, where `requests` looks for credentials: whether it holds an
+    entry for this host is not worth parsing it for). Answered without importing `requests`, so the lean
+    transport's exporters never import it (nor the instrumentation it switches on)."""
+    import os
 
     if any(value and name.lower().endswith("_proxy") for name, value in environ.items()):
         return True
     if url.lower().startswith("https:") and any(environ.get(name) for name in _REQUESTS_CA_VARIABLES):
         return True
-    return get_netrc_auth(url) is not None
+    netrc = environ.get("NETRC")
+    candidates = [netrc] if netrc else [os.path.expanduser("~/.netrc"), os.path.expanduser("~/_netrc")]
+    return any(os.path.exists(path) for path in candidates)
 
 
 def otlp_http_session(url: str, environ: Mapping[str, str] | None = None) -> requests.Session | None:
@@ -825,10 +829,11 @@ def instrument_requests_on_import(
     diagnose: Callable[[str], None],
 ) -> AfterImport:
     """Turn on opentelemetry-instrumentation-requests when `requests` is imported, by the handler or by our
-    OTLP exporter, and not before: its imports cost ~100 ms (measured, bench/bench_otel_import.py), which a
-    function that never uses `requests` should not pay, and a handler that does use it imports it at init or
-    before its first call, so no call escapes. The exporter's own calls run on the export thread with
-    instrumentation suppressed, and the Runtime API client does not use `requests` at all."""
+    OTLP exporter (only when it needs `requests`: TLS, a proxy, netrc, a credential provider; a plain-HTTP
+    collector gets `OtlpHttpTransport`), and not before: its imports cost ~100 ms (measured,
+    bench/bench_otel_import.py), which a function that never uses `requests` should not pay, and a handler that
+    does use it imports it at init or before its first call, so no call escapes. The exporter's own calls run on
+    the export thread with instrumentation suppressed, and the Runtime API client does not use `requests`."""
 
     def hook(module: ModuleType) -> None:
         del module

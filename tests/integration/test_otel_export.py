@@ -13,6 +13,8 @@ import io
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -209,8 +211,27 @@ def test_the_configured_exporters_post_through_the_lean_transport(otlp_receiver,
     ("http://127.0.0.1:4318/v1/traces", {"OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER": "vault"}),
 ])
 def test_what_only_requests_provides_keeps_requests(url, env, tmp_path, monkeypatch):
-    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
     assert lean_otlp_transport(url, env) is None
+
+
+def test_the_lean_exporters_never_import_requests(otlp_receiver, tmp_path):
+    # GIVEN a process that exports spans and metrics to a plain-HTTP collector
+    code = (
+        "import sys\n"
+        "from telemetry.config import TelemetryConfig\n"
+        "from telemetry.tracing import span_exporter\n"
+        "from telemetry.metrics import metric_exporter\n"
+        f"cfg = TelemetryConfig.from_env({{'OTEL_EXPORTER_OTLP_ENDPOINT': {otlp_receiver.endpoint!r}}})\n"
+        "span_exporter(cfg).export([]); metric_exporter(cfg)\n"
+        "print('requests' in sys.modules, 'urllib3' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    env["HOME"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO,
+                         env=env).stdout
+    # THEN neither requests nor urllib3 (nor the instrumentation `import requests` switches on) was imported
+    assert out.split() == ["False", "False"]
 
 
 def test_the_lean_transport_keeps_its_connection_and_replaces_one_the_collector_closed():

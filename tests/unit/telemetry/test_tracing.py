@@ -333,11 +333,10 @@ OTLP_URL = "http://127.0.0.1:4318/v1/traces"
 
 @pytest.fixture
 def no_netrc(tmp_path, monkeypatch):
-    """An empty netrc, so the developer's own ~/.netrc cannot change the outcome."""
-    path = tmp_path / "netrc"
-    path.write_text("")
-    monkeypatch.setenv("NETRC", str(path))
-    return path
+    """A home without a netrc file, so the developer's own ~/.netrc cannot change the outcome (its path is
+    returned: write it and pass it as NETRC to have one)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return tmp_path / "netrc"
 
 
 def test_otlp_session_ignores_the_environment_when_it_says_nothing(no_netrc):
@@ -367,9 +366,9 @@ def test_a_ca_bundle_does_not_matter_to_plain_http(no_netrc):
     assert session.trust_env is False
 
 
-def test_otlp_session_keeps_honouring_a_netrc_entry_for_the_collector(no_netrc):
+def test_otlp_session_keeps_honouring_a_netrc_file(no_netrc):
     no_netrc.write_text("machine 127.0.0.1 login otel password s3cret\n")
-    session = otlp_http_session(OTLP_URL, {})
+    session = otlp_http_session(OTLP_URL, {"NETRC": str(no_netrc)})
     assert session is not None
     assert session.trust_env is True
 
