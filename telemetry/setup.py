@@ -50,6 +50,17 @@ class Telemetry(NamedTuple):
     prepare: Callable[[], None]
 
 
+class _HeldRecords(logging.Handler):
+    """Keeps the records logged before the pipeline exists, so that they reach it instead of logging's stderr."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 def _pending(name: str, cfg: TelemetryConfig) -> PendingBuffer:
     pending = PendingBuffer(name, cfg.buffer_max_records, cfg.spill_dir, cfg.spill_max_bytes)
     pending.adopt_orphans()  # records a killed predecessor spilled are delivered by this process
@@ -91,9 +102,16 @@ def install(cfg: TelemetryConfig, started_ns: int = 0) -> Telemetry:
         )
 
     otel = install_otel(cfg, started_ns, diagnostics=real_stderr)  # None (and no SDK import) unless configured
+    root = logging.getLogger()
+    held = _HeldRecords()  # what building the sinks logs (e.g. "SYSLOG_TLS_VERIFY is off") waits for the pipeline
+    root.addHandler(held)
+    try:
+        sinks = _sinks(cfg, real_stdout.fileno())
+    finally:
+        root.removeHandler(held)
     pipeline = LogPipeline(
         formatter,
-        _sinks(cfg, real_stdout.fileno()),
+        sinks,
         redactor=Redactor(cfg.redact_keys),
         diagnostics=real_stderr,
         flush_interval_s=cfg.flush_interval_ms / 1000,
@@ -102,11 +120,12 @@ def install(cfg: TelemetryConfig, started_ns: int = 0) -> Telemetry:
     )
     if otel is not None:
         pipeline.on_deadline = _end_span_on_deadline(otel)
-    root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(pipeline.handler)
     root.setLevel(cfg.log_level)
+    for record in held.records:  # recorded like any other record: in every sink, the audit trail included
+        pipeline.handler.handle(record)
     logging.captureWarnings(True)
     pipeline.start()
 
