@@ -465,6 +465,11 @@ class _Watchdog:
     per-statement timeout, and `SET statement_timeout` would be session state that PgBouncer's transaction pooling
     cannot carry; the server-side cancel frees the backend, the socket shutdown frees us from a server that is
     not answering at all.
+
+    The thread is woken only when a statement's deadline is earlier than the time it already plans to wake at;
+    a statement that ends does not wake it (it finds no statement when it wakes, and sleeps until the next one).
+    One flush after another (one statement each, deadlines a flush budget away) thus costs about one wake-up per
+    budget instead of two per statement (measured: the watchdog was ~3 % of the runtime's CPU in the benchmark).
     """
 
     def __init__(self) -> None:
@@ -474,6 +479,7 @@ class _Watchdog:
         self._firing = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._wake_at = math.inf  # when the thread wakes by itself (monotonic); inf: only when notified
         self.fired = False
 
     @contextmanager
@@ -484,16 +490,17 @@ class _Watchdog:
             self._stopping = False
             self._done.clear()
             if self._thread is None or not self._thread.is_alive():
+                self._wake_at = math.inf
                 self._thread = threading.Thread(target=self._run, name="flightrec-pg-watchdog", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            elif deadline < self._wake_at:
+                self._cond.notify()
         try:
             yield
         finally:
             with self._cond:
                 self._job = None
                 self._done.set()
-                self._cond.notify()
             with self._firing:  # a cancel in flight must not reach the connection's next statement
                 pass
 
@@ -512,12 +519,15 @@ class _Watchdog:
                         if self._stopping:
                             self._thread = None  # under the lock: the next `guard` starts a new thread
                             return
+                        self._wake_at = math.inf
                         self._cond.wait()
                         continue
                     remaining = job[0] - time.monotonic()
                     if remaining > 0:
+                        self._wake_at = job[0]
                         self._cond.wait(remaining)
                         continue
+                    self._wake_at = math.inf
                     self._job = None
                     self._firing.acquire()
                     break

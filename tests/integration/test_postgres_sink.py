@@ -509,6 +509,29 @@ def test_a_statement_still_running_at_the_deadline_is_cancelled(pg_db):
     assert record_ids(pg_db) == expected_ids(records)
 
 
+def test_a_short_deadline_after_a_long_one_is_still_kept(pg_db):
+    """The watchdog sleeps until the earliest deadline it knows of; a statement with an earlier deadline than the
+    one it last slept towards must still be cancelled at its own."""
+    migrated(pg_db)
+    first, second = make_records(3, "req-long"), make_records(5, "req-short")
+    with closing(make_handler(pg_db)) as handler, psycopg.connect(pg_db) as blocker:
+        # GIVEN a delivery with a distant deadline (the watchdog now sleeps towards it)
+        feed(handler, first)
+        assert handler.ship(time.monotonic() + 60.0) is True
+        # WHEN the next statement blocks past a much nearer deadline
+        blocker.execute("LOCK TABLE logs IN ACCESS EXCLUSIVE MODE")
+        feed(handler, second)
+        started = time.monotonic()
+        assert handler.ship(started + 0.5) is False
+        # THEN it is cancelled at that deadline, not at the distant one
+        assert time.monotonic() - started < 0.5 + MARGIN_S
+        assert "cancelled" in handler.stats.last_error
+        blocker.rollback()
+        handler.retry_now()
+        assert ship(handler) is True
+    assert record_ids(pg_db) == expected_ids(first + second)
+
+
 def test_an_unresponsive_peer_is_cut_off_at_the_deadline(pg_server, pg_db):
     """PgBouncer is frozen (SIGSTOP) mid-session: the INSERT gets no answer and the cancel request none either,
     so the watchdog shuts the socket. After it resumes: delivered all, exactly once (the frozen INSERT may have
