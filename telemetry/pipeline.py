@@ -138,6 +138,7 @@ class LogPipeline:
         #: called on the shipper thread when an invocation's deadline guard fires (e.g. to end its span)
         self.on_deadline: DeadlineHook | None = None
         self._dropped: deque[int] = deque()
+        self._failing: set[SinkHandler] = set()  # sinks reported as failing on diagnostics (shipper thread only)
         self._thread = threading.Thread(target=self._run, name="flightrec-shipper", daemon=True)
 
     # -- the caller's side -------------------------------------------------------------------------------------
@@ -317,6 +318,7 @@ class LogPipeline:
         finally:
             self._draining = False
         self._count_drops()
+        self._report_sink_health()
         self._settle(requests, incomplete)
 
     def _settle(self, requests: list[FlushRequest], incomplete: tuple[str, ...]) -> None:
@@ -383,6 +385,23 @@ class LogPipeline:
         record.flightrec_kind = RUNTIME
         record.flightrec_seq = next(self._seq)
         self._queue.append(record)
+
+    def _report_sink_health(self) -> None:
+        """Say on stderr when a sink starts failing and when it delivers again, once each: records are not lost
+        while it fails (memory, then the spill file), but whoever reads the logs must know they are late."""
+        for sink in self.sinks:
+            failing = sink.stats.failing_for > 0
+            if failing == (sink in self._failing):
+                continue
+            if failing:
+                self._failing.add(sink)
+                self._diagnose(
+                    f"the {sink.name_for_logs} sink cannot deliver ({sink.stats.last_error}); its {len(sink.pending)} "
+                    "pending records are kept (in memory, then in the spill file) and retried with backoff"
+                )
+            else:
+                self._failing.discard(sink)
+                self._diagnose(f"the {sink.name_for_logs} sink delivers again; the records it held are being sent")
 
     def _count_drops(self) -> None:
         for sink in self.sinks:

@@ -19,11 +19,12 @@ MAX_BACKOFF_S = 30.0
 
 
 class SinkStats:
-    __slots__ = ("delivered", "failures", "last_error")
+    __slots__ = ("delivered", "failing_for", "failures", "last_error")
 
     def __init__(self) -> None:
         self.delivered = 0
         self.failures = 0
+        self.failing_for = 0  # failed attempts since the last delivery: > 0 while the peer is unreachable
         self.last_error = ""
 
 
@@ -76,6 +77,7 @@ class SinkHandler(logging.Handler):
             if done:
                 self.pending.ack(done)
                 self.stats.delivered += done
+                self.stats.failing_for = 0
             if done < len(batch):
                 return False
             self._backoff_s = 0.0
@@ -86,6 +88,7 @@ class SinkHandler(logging.Handler):
 
     def _failed(self, exc: BaseException) -> None:
         self.stats.failures += 1
+        self.stats.failing_for += 1
         self.stats.last_error = f"{type(exc).__name__}: {exc}"
         self._backoff_s = min(max(self._backoff_s * 2, MIN_BACKOFF_S), MAX_BACKOFF_S)
         self._retry_at = time.monotonic() + self._backoff_s

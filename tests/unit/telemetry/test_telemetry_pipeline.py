@@ -199,6 +199,34 @@ def test_a_failing_sink_makes_the_flush_incomplete_and_its_records_are_delivered
     assert broken.messages() == ["record 0", "record 1", "record 2"]
 
 
+def test_a_sink_that_starts_failing_and_one_that_recovers_are_each_said_once_on_stderr(make_pipeline):
+    # GIVEN a sink whose peer is down, and the pipeline's diagnostics (the real stderr in Lambda)
+    broken, diagnostics = RecordingSink("broken"), io.StringIO()
+    broken.failing = True
+    pipeline = make_pipeline(broken, diagnostics=diagnostics)
+    logger = _logger(pipeline)
+
+    # WHEN records are logged and flushed several times while it is down
+    for n in range(3):
+        logger.info("record %d", n)
+        pipeline.flush(0.5, force=True)
+
+    # THEN one line says it cannot deliver, why, and that the records are kept (not one line per attempt)
+    said = diagnostics.getvalue().splitlines()
+    assert [line for line in said if "cannot deliver" in line] == [
+        "flightrec: the broken sink cannot deliver (SinkDown: broken is down); its 1 pending records are kept"
+        " (in memory, then in the spill file) and retried with backoff"
+    ]
+    assert broken.stats.failures >= 3
+
+    # AND WHEN the peer recovers, one line says so, and the held records arrive
+    broken.failing = False
+    assert pipeline.flush(2.0, force=True).complete
+    assert diagnostics.getvalue().splitlines()[-1] == (
+        "flightrec: the broken sink delivers again; the records it held are being sent")
+    assert broken.messages() == ["record 0", "record 1", "record 2"]
+
+
 def test_a_forced_flush_retries_a_sink_that_is_backing_off(make_pipeline):
     # GIVEN a sink that failed once and is backing off, whose peer is back
     sink = RecordingSink()
