@@ -567,6 +567,7 @@ class OtlpHttpProtocolError(ConnectionError):
 
 
 _MAX_HEAD_BYTES = 64 * 1024
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
 
 
 class OtlpHttpTransport:
@@ -611,9 +612,16 @@ class OtlpHttpTransport:
         deadline = None if timeout is None else time.monotonic() + timeout
         body = data or b""
         head = [f"{method} {self._target} HTTP/1.1\r\nHost: {self._host_header}\r\n"]
-        head.extend(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+        for name, value in (headers or {}).items():
+            if not _HEADER_NAME.fullmatch(name) or "\r" in value or "\n" in value:
+                # as requests refuses them: a CR or LF in a configured header would forge the request
+                return OtlpHttpResult(error=ValueError(f"invalid HTTP header {name!r}"))
+            head.append(f"{name}: {value}\r\n")
         head.append(f"Content-Length: {len(body)}\r\n\r\n")
-        message = "".join(head).encode("latin-1") + body
+        try:
+            message = "".join(head).encode("latin-1") + body
+        except UnicodeEncodeError as exc:
+            return OtlpHttpResult(error=exc)
         with self._lock:
             if self._closed:
                 return OtlpHttpResult(error=ConnectionError("the transport is closed"))

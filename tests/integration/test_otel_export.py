@@ -282,6 +282,14 @@ def test_the_lean_transport_gives_up_at_its_timeout(private_otlp_receiver):
         transport.close()
 
 
+@pytest.mark.parametrize("headers", [{"x-api-key": "k\r\nX-Forged: 1"}, {"bad name": "v"}, {"x-key": "\u2713"}])
+def test_the_lean_transport_refuses_headers_that_would_forge_the_request(headers):
+    transport = OtlpHttpTransport("http://127.0.0.1:9/v1/traces")  # nothing is sent, so nothing needs to listen
+    result = transport.request("POST", "http://127.0.0.1:9/v1/traces", headers=headers, data=b"", timeout=1)
+    assert result.status_code is None and isinstance(result.error, ValueError)
+    assert transport.connects == 0
+
+
 def test_the_lean_transport_is_refused_cleanly_when_nobody_listens():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
