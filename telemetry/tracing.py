@@ -624,7 +624,7 @@ class OtlpHttpTransport:
             return OtlpHttpResult(error=exc)
         with self._lock:
             if self._closed:
-                return OtlpHttpResult(error=ConnectionError("the transport is closed"))
+                return OtlpHttpResult(error=RuntimeError("the transport is closed"))  # not retried
             try:
                 sock = self._connection(deadline)
                 _settimeout(sock, deadline)
@@ -639,9 +639,18 @@ class OtlpHttpTransport:
         return isinstance(exception, OSError)
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            self._drop()
+        """Close the connection without waiting for an export in flight: a shutdown within a budget must not sit
+        out a hung collector's timeout. The socket is shut down under that export, which then fails at once."""
+        self._closed = True
+        sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        if self._lock.acquire(blocking=False):
+            try:
+                self._drop()
+            finally:
+                self._lock.release()
 
     # -- the connection ----------------------------------------------------------------------------------------
     def _connection(self, deadline: float | None) -> socket.socket:

@@ -290,6 +290,33 @@ def test_the_lean_transport_refuses_headers_that_would_forge_the_request(headers
     assert transport.connects == 0
 
 
+def test_closing_the_lean_transport_does_not_wait_for_a_hung_export(private_otlp_receiver):
+    rx = private_otlp_receiver
+    rx.hang = True
+    transport = OtlpHttpTransport(rx.traces_url)
+    results: list = []
+    worker = threading.Thread(target=lambda: results.append(
+        transport.request("POST", rx.traces_url, headers={}, data=b"x", timeout=30)))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 5
+        while transport.connects == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # the POST is out; the collector sits on it
+        # WHEN the exporter is shut down (a SIGTERM flush has a few hundred ms)
+        started = time.monotonic()
+        transport.close()
+        # THEN close returns at once, and the export in flight fails promptly instead of after its 30 s timeout
+        assert time.monotonic() - started < 1.0
+        worker.join(5)
+        assert not worker.is_alive()
+        assert results[0].status_code is None and results[0].error is not None
+        assert transport.request("POST", rx.traces_url, headers={}, data=b"", timeout=1).error is not None
+    finally:
+        rx.hang = False
+        worker.join(5)
+
+
 def test_the_lean_transport_is_refused_cleanly_when_nobody_listens():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
