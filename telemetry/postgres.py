@@ -584,6 +584,9 @@ class PostgresHandler(SinkHandler):
         self._conninfo: str | None = None
         self._sql: str | None = None
         self._conn: psycopg.Connection[Any] | None = None
+        # one cursor per connection, reused by every INSERT: a new one per statement cost ~20 µs of the ~70 µs
+        # psycopg spends on a one-invocation batch (measured)
+        self._cursor: psycopg.Cursor[Any] | None = None
         self._migrated = False
         self._watchdog = _Watchdog()
         self.inserted = 0
@@ -651,7 +654,8 @@ class PostgresHandler(SinkHandler):
             conn, fresh = self._connection(deadline)
             try:
                 with self._watchdog.guard(conn, deadline):
-                    cursor = conn.execute(self._sql, params)
+                    cursor = self._cursor if self._cursor is not None else conn.cursor()
+                    cursor.execute(self._sql, params)
             except psycopg.Error as exc:
                 if self._watchdog.fired:
                     self.close_connections()
@@ -704,6 +708,7 @@ class PostgresHandler(SinkHandler):
                 raise PostgresSinkError(f"LOGS_AUTO_MIGRATE: migrating {self.table} failed: {exc}") from exc
             self._migrated = True
         self._conn = conn
+        self._cursor = conn.cursor()
         return conn, True
 
     def close(self) -> None:
@@ -712,6 +717,7 @@ class PostgresHandler(SinkHandler):
 
     def close_connections(self) -> None:
         conn, self._conn = self._conn, None
+        self._cursor = None
         if conn is not None:
             with contextlib.suppress(Exception):  # closing a broken connection may fail; it is gone either way
                 conn.close()
