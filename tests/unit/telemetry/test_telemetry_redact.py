@@ -251,3 +251,43 @@ def test_an_invalid_json_event_is_flagged_unparsable_and_not_shown(body):
 
     # THEN the summary says so, with the size only
     assert summary == {"event_bytes": len(body), "event_unparsable": True}
+
+
+# -- the shortcut for large events without secrets: the same summary, computed with less work -------------------
+def _reference_summary(body: bytes, max_bytes: int) -> dict[str, object]:
+    """The summary as defined: the whole document redacted, re-encoded, shown whole or cut at `max_bytes`."""
+    redacted = REDACTOR.value(json.loads(body))
+    encoded = json.dumps(redacted, ensure_ascii=False, default=str).encode()
+    if len(encoded) <= max_bytes:
+        return {"event_bytes": len(body), "event": redacted}
+    preview = encoded[:max_bytes].decode("utf-8", "ignore")
+    return {"event_bytes": len(body), "event_truncated": True, "event_preview": preview}
+
+
+@settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(_json_values, _documents()), st.integers(min_value=16, max_value=600),
+       st.sampled_from([0, 300, 9000]))  # fmt: skip
+def test_property_any_event_gets_the_summary_its_definition_gives(document, max_bytes, padding):
+    # GIVEN any JSON document, with or without secret keys, ASCII or not, small or (padded) large
+    body = json.dumps({"doc": _fill(document, "s3cr3t"), "pad": "p" * padding}).encode()
+    # WHEN it is summarised (large, secret-free, ASCII events take the shortcut)
+    # THEN the summary is exactly the one the definition gives
+    assert summarise_event(body, "application/json", REDACTOR, max_bytes) == _reference_summary(body, max_bytes)
+
+
+def test_a_large_event_with_a_secret_deep_inside_is_still_redacted():
+    # GIVEN a large ASCII event whose only secret sits deep in a list, near its end
+    body = json.dumps({"records": [{"n": i} for i in range(2000)] + [{"meta": {"ApiKey": "k-123"}}]}).encode()
+    # WHEN it is summarised with a cap large enough to show the whole event
+    summary = summarise_event(body, "application/json", REDACTOR, len(body) * 2)
+    # THEN the secret is redacted (the shortcut is not taken)
+    assert summary["event"]["records"][-1] == {"meta": {"ApiKey": REDACTED}}
+
+
+def test_is_secret_remembers_a_bounded_number_of_keys():
+    redactor = Redactor(DEFAULT_REDACT_KEYS)
+    # GIVEN more distinct keys than the memo holds (an attacker's event with ever-new keys)
+    verdicts = [redactor.is_secret(f"key-{n}") for n in range(10_000)] + [redactor.is_secret("X-Session-Id")]
+    # THEN the answers are right and the memo stopped growing at its bound
+    assert verdicts == [False] * 10_000 + [True]
+    assert len(redactor._verdicts) <= 4096
