@@ -9,8 +9,6 @@ records it writes carry the invocation's ids. Imports: stdlib, `runtime.model`.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import NamedTuple
 
 from runtime.model import Invocation
@@ -39,16 +37,24 @@ def leave(token: contextvars.Token[LogContext | None]) -> None:
     _current.reset(token)
 
 
-@contextmanager
-def invocation_scope(invocation: Invocation, cold_start: bool) -> Iterator[LogContext]:
-    ctx = LogContext(
-        request_id=invocation.request_id,
-        cold_start=cold_start,
-        tenant_id=invocation.tenant_id,
-        xray_trace_id=invocation.trace_id,
-    )
-    token = _current.set(ctx)
-    try:
-        yield ctx
-    finally:
-        _current.reset(token)
+class InvocationScope:
+    """`with` it around an invocation: its `LogContext` is current inside. A class, not a @contextmanager
+    generator: it is entered on every invocation, and the generator machinery cost about a microsecond more."""
+
+    __slots__ = ("_ctx", "_token")
+
+    def __init__(self, ctx: LogContext) -> None:
+        self._ctx = ctx
+        self._token: contextvars.Token[LogContext | None] | None = None
+
+    def __enter__(self) -> LogContext:
+        self._token = _current.set(self._ctx)
+        return self._ctx
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._token is not None
+        _current.reset(self._token)
+
+
+def invocation_scope(invocation: Invocation, cold_start: bool) -> InvocationScope:
+    return InvocationScope(LogContext(invocation.request_id, cold_start, invocation.tenant_id, invocation.trace_id))
