@@ -264,3 +264,16 @@ def test_record_ids_are_unique_across_records(shipped):
     assert all(i.startswith("inst-1/") for i in ids[:5])
     assert all(i.startswith("req-a/") for i in ids[5:10])
     assert all(i.startswith("req-b/") for i in ids[10:])
+
+
+def test_rfc3339_is_right_across_second_boundaries_in_any_order():
+    # GIVEN timestamps that cross second boundaries forwards and backwards (the text of the last second is reused)
+    stamps = [1_700_000_000.25, 1_700_000_000.75, 1_700_000_001.0, 1_699_999_999.5, 1_700_000_000.9999996]
+    # WHEN / THEN each is formatted as if alone
+    assert [rfc3339(t) for t in stamps] == [
+        "2023-11-14T22:13:20.250000Z",
+        "2023-11-14T22:13:20.750000Z",
+        "2023-11-14T22:13:21.000000Z",
+        "2023-11-14T22:13:19.500000Z",
+        "2023-11-14T22:13:21.000000Z",
+    ]
