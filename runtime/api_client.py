@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
 from runtime.errors import RuntimeApiError
+from runtime.http1 import ResponseReader
 from runtime.model import (
     ERROR_BODY_HEADER,
     ERROR_TYPE_HEADER,
@@ -34,8 +35,6 @@ from runtime.model import (
 API_VERSION = "/2018-06-01"
 _SAFE_ID = re.compile(r"[A-Za-z0-9._~-]+")
 _CONNECT_ATTEMPTS_S = (0.05, 0.1, 0.2, 0.4, 0.8)
-_OWS = " \t\r\n\x0b\x0c"  # what bytes.strip() strips: str.strip() would also take latin-1's NBSP (0xA0)
-_MAX_HEAD_BYTES = 1024 * 1024  # the whole response head; a header over 1 MiB is not a Runtime API
 
 
 class Response(NamedTuple):
@@ -82,7 +81,7 @@ class SocketTransport:
         self._port = int(port)
         self._host_header = address
         self._sock: _socket.socket | None = None
-        self._buf = bytearray()
+        self._reader: ResponseReader | None = None
         self._ever_connected = False
 
     def _open_socket(self) -> _socket.socket:
@@ -117,7 +116,7 @@ class SocketTransport:
             sock.settimeout(None)  # no client timeout: /next may legitimately wait for hours
             sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
             self._sock = sock
-            self._buf = bytearray()
+            self._reader = ResponseReader(sock)
             self._ever_connected = True
             return
         raise RuntimeApiError(f"cannot connect to the Runtime API at {self._host_header}: {last}")
@@ -126,7 +125,7 @@ class SocketTransport:
         if self._sock is not None:
             self._sock.close()
         self._sock = None
-        self._buf = bytearray()
+        self._reader = None
 
     def request(
         self, method: str, path: str, headers: Sequence[tuple[str, str]] = (), body: bytes = b""
@@ -168,88 +167,12 @@ class SocketTransport:
         return request
 
     # -- reading ---------------------------------------------------------------------------------------------
-    def _fill(self) -> bool:
-        assert self._sock is not None
-        data = self._sock.recv(65536)
-        if not data:
-            return False
-        self._buf += data
-        return True
-
-    def _read_until(self, marker: bytes, limit: int) -> bytes:
-        start = 0
-        while True:
-            index = self._buf.find(marker, start)
-            if index >= 0:
-                out = bytes(self._buf[:index])
-                del self._buf[: index + len(marker)]
-                return out
-            if len(self._buf) > limit:
-                raise ValueError(f"response head longer than {limit} bytes")
-            start = max(len(self._buf) - len(marker) + 1, 0)
-            if not self._fill():
-                raise ValueError("the server closed the connection")
-
-    def _read_exact(self, n: int) -> bytes:
-        if len(self._buf) >= n:
-            out = bytes(self._buf[:n])
-            del self._buf[:n]
-            return out
-        assert self._sock is not None
-        whole = bytearray(n)  # a large body (a 6 MB event) is received straight into its final buffer
-        have = len(self._buf)
-        whole[:have] = self._buf
-        self._buf = bytearray()
-        view = memoryview(whole)
-        while have < n:
-            got = self._sock.recv_into(view[have:])
-            if not got:
-                raise ValueError(f"response body truncated: expected {n} bytes, got {have}")
-            have += got
-        return bytes(whole)
-
     def _read_response(self) -> Response:
-        # One decode of the whole head (latin-1 maps every byte), then str operations: per header line, two
-        # bytes.decode calls were a measurable part of an invocation's CPU.
-        lines = self._read_until(b"\r\n\r\n", _MAX_HEAD_BYTES).decode("latin-1").split("\r\n")
-        parts = lines[0].split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit() or not parts[1].isascii():
-            raise ValueError(f"malformed status line {lines[0][:100]!r}")
-        status = int(parts[1])
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep:
-                raise ValueError(f"malformed header line {line[:100]!r}")
-            headers[name.strip(_OWS).lower()] = value.strip(_OWS)
-        if parts[0] == "HTTP/1.0" and headers.get("connection", "").lower() != "keep-alive":
-            headers["connection"] = "close"  # HTTP/1.0 closes after each answer unless it says keep-alive
-        if status in (204, 304) or 100 <= status < 200:
-            return Response(status, headers, b"")
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            return Response(status, headers, self._read_chunked())
-        length = headers.get("content-length")
-        if length is not None:
-            if not length.isdigit():
-                raise ValueError(f"malformed Content-Length {length[:40]!r}")
-            return Response(status, headers, self._read_exact(int(length)))
-        while self._fill():
-            pass
-        body, self._buf = bytes(self._buf), bytearray()
-        headers["connection"] = "close"
-        return Response(status, headers, body)
-
-    def _read_chunked(self) -> bytes:
-        chunks: list[bytes] = []
-        while True:
-            size_line = self._read_until(b"\r\n", _MAX_HEAD_BYTES)
-            size = int(size_line.split(b";", 1)[0].strip(), 16)
-            if size == 0:
-                while self._read_until(b"\r\n", _MAX_HEAD_BYTES):
-                    pass  # trailers: nothing we need from them
-                return b"".join(chunks)
-            chunks.append(self._read_exact(size))
-            self._read_until(b"\r\n", 2)
+        assert self._reader is not None
+        head, body = self._reader.answer()
+        if not head.keep_alive:
+            head.headers["connection"] = "close"  # `request` closes the connection after this answer
+        return Response(head.status, head.headers, body)
 
 
 class _SocketChunkedRequest:

@@ -11,7 +11,7 @@ the caller tens of milliseconds. Matching whole JSON string tokens (`"aws:sqs"`,
 exact enough: inside a JSON string value every quote is escaped, so a message body that merely mentions
 `aws:sqs` cannot match.
 
-Imports: opentelemetry-api/sdk, stdlib, `runtime.model`, `telemetry.config`.
+Imports: opentelemetry-api/sdk, stdlib, `runtime.model`, `runtime.http1`, `telemetry.config`.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from opentelemetry.sdk.version import __version__ as sdk_version
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from opentelemetry.util.types import AttributeValue
 
+from runtime.http1 import ResponseReader
 from runtime.model import Invocation
 from telemetry.config import TelemetryConfig
 
@@ -679,41 +680,11 @@ class OtlpHttpTransport:
 
     # -- the answer --------------------------------------------------------------------------------------------
     def _read_response(self, sock: socket.socket, method: str, deadline: float | None) -> OtlpHttpResult:
-        reader = _Reader(sock, deadline)
-        while True:
-            head = reader.until(b"\r\n\r\n", _MAX_HEAD_BYTES)
-            lines = head.split(b"\r\n")
-            parts = lines[0].split(None, 2)
-            if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
-                raise ValueError(f"malformed status line {lines[0][:100]!r}")
-            status = int(parts[1])
-            if 100 <= status < 200:
-                continue  # 100 Continue and friends: the real answer follows
-            break
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep:
-                raise ValueError(f"malformed header line {line[:100]!r}")
-            headers[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
-        keep = headers.get("connection", "").lower()
-        reusable = keep != "close" and (parts[0] != b"HTTP/1.0" or keep == "keep-alive")
-        if method == "HEAD" or status in (204, 304):
-            body = b""
-        elif "chunked" in headers.get("transfer-encoding", "").lower():
-            body = reader.chunked()
-        elif "content-length" in headers:
-            length = headers["content-length"]
-            if not length.isdigit():
-                raise ValueError(f"malformed Content-Length {length[:40]!r}")
-            body = reader.exact(int(length))
-        else:
-            body = reader.rest()
-            reusable = False
-        if not reusable or reader.leftover:
+        reader = ResponseReader(sock, deadline, head_limit=_MAX_HEAD_BYTES)
+        head, body = reader.answer(head_request=method == "HEAD")
+        if not head.keep_alive or reader.leftover:
             self._drop()
-        reason = parts[2].decode("latin-1") if len(parts) > 2 else ""
-        return OtlpHttpResult(status_code=status, reason=reason, body=body, header_map=headers)
+        return OtlpHttpResult(status_code=head.status, reason=head.reason, body=body, header_map=head.headers)
 
 
 def _settimeout(sock: socket.socket, deadline: float | None) -> None:
@@ -724,70 +695,6 @@ def _settimeout(sock: socket.socket, deadline: float | None) -> None:
     if remaining <= 0:
         raise TimeoutError("the export timed out")
     sock.settimeout(remaining)
-
-
-class _Reader:
-    """Buffered reads of one answer, each bounded by the request's deadline."""
-
-    __slots__ = ("_buf", "_deadline", "_sock")
-
-    def __init__(self, sock: socket.socket, deadline: float | None) -> None:
-        self._sock = sock
-        self._deadline = deadline
-        self._buf = bytearray()
-
-    @property
-    def leftover(self) -> bool:
-        return bool(self._buf)
-
-    def _fill(self) -> bool:
-        _settimeout(self._sock, self._deadline)
-        data = self._sock.recv(65536)
-        if not data:
-            return False
-        self._buf += data
-        return True
-
-    def until(self, marker: bytes, limit: int) -> bytes:
-        start = 0
-        while True:
-            index = self._buf.find(marker, start)
-            if index >= 0:
-                out = bytes(self._buf[:index])
-                del self._buf[: index + len(marker)]
-                return out
-            if len(self._buf) > limit:
-                raise ValueError(f"answer head longer than {limit} bytes")
-            start = max(len(self._buf) - len(marker) + 1, 0)
-            if not self._fill():
-                raise ConnectionError("the collector closed the connection")
-
-    def exact(self, n: int) -> bytes:
-        while len(self._buf) < n:
-            if not self._fill():
-                raise ConnectionError(f"the answer was cut short: {len(self._buf)} of {n} bytes")
-        out = bytes(self._buf[:n])
-        del self._buf[:n]
-        return out
-
-    def chunked(self) -> bytes:
-        chunks: list[bytes] = []
-        while True:
-            size_line = self.until(b"\r\n", _MAX_HEAD_BYTES)
-            size = int(size_line.split(b";", 1)[0].strip(), 16)
-            if size == 0:
-                while self.until(b"\r\n", _MAX_HEAD_BYTES):
-                    pass  # trailers: nothing we need from them
-                return b"".join(chunks)
-            chunks.append(self.exact(size))
-            if self.exact(2) != b"\r\n":
-                raise ValueError("malformed chunk")
-
-    def rest(self) -> bytes:
-        while self._fill():
-            pass
-        out, self._buf = bytes(self._buf), bytearray()
-        return out
 
 
 # -- outgoing HTTP -------------------------------------------------------------------------------------------------
