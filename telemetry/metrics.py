@@ -145,11 +145,10 @@ def metric_exporter(cfg: TelemetryConfig) -> MetricExporter:
 
         out = sys.__stdout__ or sys.stdout
         return ConsoleMetricExporter(out=out, formatter=lambda data: data.to_json(indent=None) + "\n")
+    from telemetry.tracing import otlp_http_exporter, otlp_url
+
     headers = dict(cfg.otel_headers)
-    endpoint = cfg.otel_metrics_endpoint
-    if endpoint is None and cfg.otel_endpoint:
-        base = cfg.otel_endpoint
-        endpoint = f"{base.rstrip('/')}/v1/metrics" if cfg.otel_protocol == "http/protobuf" else base
+    endpoint = otlp_url(cfg, cfg.otel_metrics_endpoint, "v1/metrics")
     if cfg.otel_protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (  # type: ignore[import-not-found]
             OTLPMetricExporter as GrpcMetricExporter,
@@ -159,17 +158,5 @@ def metric_exporter(cfg: TelemetryConfig) -> MetricExporter:
         return exporter
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
-    from telemetry.tracing import OTLP_HTTP_DEFAULT_BASE, lean_otlp_transport, otlp_http_session
-
-    url = endpoint or OTLP_HTTP_DEFAULT_BASE + "v1/metrics"
-    transport = lean_otlp_transport(url)
-    if transport is not None:
-        try:
-            # OtlpHttpTransport has BaseHTTPTransport's shape without subclassing it: the base lives in a beta
-            # package's private module, and a duck-typed seam cannot break our import when that moves.
-            lean: MetricExporter = OTLPMetricExporter(  # type: ignore[call-overload]
-                endpoint=url, headers=headers, timeout=timeout_s, _transport=transport)
-            return lean
-        except TypeError:  # an exporter release without the transport seam: requests it is
-            pass
-    return OTLPMetricExporter(endpoint=endpoint, headers=headers, timeout=timeout_s, session=otlp_http_session(url))
+    http_exporter: MetricExporter = otlp_http_exporter(OTLPMetricExporter, endpoint, "v1/metrics", headers, timeout_s)
+    return http_exporter

@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 from opentelemetry import trace
@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     import requests
 
 Attributes = dict[str, AttributeValue]
+_Exporter = TypeVar("_Exporter")
 
 # faas.trigger values (OpenTelemetry FaaS semantic conventions).
 HTTP = "http"
@@ -407,7 +408,7 @@ def build_tracer_provider(resource: Resource, processor: SpanProcessor) -> Trace
     return provider
 
 
-def _otlp_url(cfg: TelemetryConfig, signal_endpoint: str | None, path: str) -> str | None:
+def otlp_url(cfg: TelemetryConfig, signal_endpoint: str | None, path: str) -> str | None:
     if signal_endpoint:
         return signal_endpoint
     if cfg.otel_endpoint:
@@ -427,7 +428,7 @@ def span_exporter(cfg: TelemetryConfig) -> SpanExporter:
         out = sys.__stdout__ or sys.stdout
         return ConsoleSpanExporter(out=out, formatter=lambda span: span.to_json(indent=None) + "\n")
     headers = dict(cfg.otel_headers)
-    endpoint = _otlp_url(cfg, cfg.otel_traces_endpoint, "v1/traces")
+    endpoint = otlp_url(cfg, cfg.otel_traces_endpoint, "v1/traces")
     if cfg.otel_protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # type: ignore[import-not-found]
             OTLPSpanExporter as GrpcSpanExporter,
@@ -437,18 +438,26 @@ def span_exporter(cfg: TelemetryConfig) -> SpanExporter:
         return exporter
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    url = endpoint or OTLP_HTTP_DEFAULT_BASE + "v1/traces"
+    http_exporter: SpanExporter = otlp_http_exporter(OTLPSpanExporter, endpoint, "v1/traces", headers, timeout_s)
+    return http_exporter
+
+
+def otlp_http_exporter(
+    exporter_class: Callable[..., _Exporter], endpoint: str | None, path: str, headers: dict[str, str],
+    timeout_s: float,
+) -> _Exporter:
+    """An OTLP/HTTP span or metric exporter: on the lean transport when it applies (`lean_otlp_transport`),
+    else posting through `requests` (`otlp_http_session`)."""
+    url = endpoint or OTLP_HTTP_DEFAULT_BASE + path
     transport = lean_otlp_transport(url)
     if transport is not None:
         try:
             # OtlpHttpTransport has BaseHTTPTransport's shape without subclassing it: the base lives in a beta
             # package's private module, and a duck-typed seam cannot break our import when that moves.
-            lean: SpanExporter = OTLPSpanExporter(  # type: ignore[call-overload]
-                endpoint=url, headers=headers, timeout=timeout_s, _transport=transport)
-            return lean
+            return exporter_class(endpoint=url, headers=headers, timeout=timeout_s, _transport=transport)
         except TypeError:  # an exporter release without the transport seam: requests it is
             pass
-    return OTLPSpanExporter(endpoint=endpoint, headers=headers, timeout=timeout_s, session=otlp_http_session(url))
+    return exporter_class(endpoint=endpoint, headers=headers, timeout=timeout_s, session=otlp_http_session(url))
 
 
 #: where the OTLP/HTTP exporters send when no endpoint is configured (their own default)
