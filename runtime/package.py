@@ -183,6 +183,26 @@ def _dist_name(wheel: Path) -> tuple[str, str]:
     return re.sub(r"[-_.]+", "-", name).lower(), version
 
 
+def project_dist_info(root: Path) -> dict[str, bytes]:
+    """A minimal `.dist-info` for the runtime itself (METADATA and entry_points.txt from pyproject.toml): the zip
+    ships `runtime/` and `telemetry/` as plain folders, and without it `importlib.metadata` would not find the
+    entry points the project declares, e.g. the `xray` propagator OpenTelemetry looks up for OTEL_PROPAGATORS."""
+    import tomllib
+
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    name, version = project["name"], project["version"]
+    folder = f"{re.sub(r'[-.]+', '_', name)}-{version}.dist-info"
+    groups = project.get("entry-points", {})
+    entry_points = "".join(
+        f"[{group}]\n" + "".join(f"{key} = {target}\n" for key, target in sorted(table.items())) + "\n"
+        for group, table in sorted(groups.items())
+    )
+    return {
+        f"{folder}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{folder}/entry_points.txt": entry_points.encode(),
+    }
+
+
 # --- archive entries ------------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -480,6 +500,8 @@ def build(options: BuildOptions, project: Path | None = None) -> BuildResult:
         wrapper = root / WRAPPER_SOURCE
         runtime.add(WRAPPER_NAME, Entry(wrapper, wrapper.stat().st_size, 0o755))
         check_shipped_imports(runtime)
+        for name, content in project_dist_info(root).items():  # our own entry points (the `xray` propagator)
+            runtime.add(name, Entry(content, len(content)))
         code = code_tree(options.code)
         bytecode = bytecode_tag(options.target) if options.compile else None
         compiled = sum(add_bytecode(tree) for tree in (runtime, code, deps)) if bytecode else 0

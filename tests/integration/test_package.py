@@ -55,6 +55,8 @@ PROBE = '''
         return {{
             "modules": modules,
             "psycopg_impl": psycopg.pq.__impl__,
+            "propagator_entry_points": sorted(
+                ep.name for ep in importlib.metadata.entry_points(group="opentelemetry_propagator")),
             "context_entry_points": sorted(
                 ep.name for ep in importlib.metadata.entry_points(group="opentelemetry_context")),
             "sys_path": sys.path,
@@ -153,6 +155,8 @@ def assert_isolated(report: dict, root: Path, vendor: Path) -> None:
         assert Path(file).resolve().is_relative_to(vendor.resolve()), f"{name} came from {file}, not {vendor}"
     assert report["psycopg_impl"] == "binary"
     assert "contextvars_context" in report["context_entry_points"]  # entry points work: .dist-info was kept
+    # AND the project's own entry point (OTEL_PROPAGATORS=xray) is found too: the zip carries its dist-info
+    assert {"tracecontext", "baggage", "xray"} <= set(report["propagator_entry_points"])
     assert Path(report["runtime_file"]).resolve().is_relative_to(root.resolve())
     for entry in report["sys_path"]:
         assert not Path(entry).resolve().is_relative_to(REPO), f"{entry} on sys.path is inside the repository"
