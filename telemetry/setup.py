@@ -166,20 +166,19 @@ def install(cfg: TelemetryConfig, started_ns: int = 0) -> Telemetry:
         if otel is not None:
             otel.worker.prepare()
 
-    if otel is None:
-        return Telemetry(
-            middlewares=(recorder.middleware,),
-            after_each=recorder.after_each,
-            init_done=recorder.init_done,
-            init_failed=recorder.init_failed,
-            fatal=recorder.fatal,
-            shutdown=shutdown,
-            pipeline=pipeline,
-            before_snapshot=recorder.before_snapshot,
-            after_restore=recorder.after_restore,
-            prepare=prepare,
-        )
-    return _with_otel(otel, recorder, pipeline, shutdown, prepare, budget_s=budget_s)
+    logs_only = Telemetry(
+        middlewares=(recorder.middleware,),
+        after_each=recorder.after_each,
+        init_done=recorder.init_done,
+        init_failed=recorder.init_failed,
+        fatal=recorder.fatal,
+        shutdown=shutdown,
+        pipeline=pipeline,
+        before_snapshot=recorder.before_snapshot,
+        after_restore=recorder.after_restore,
+        prepare=prepare,
+    )
+    return logs_only if otel is None else _with_otel(logs_only, otel, recorder, budget_s)
 
 
 def _end_span_on_deadline(otel: Otel) -> DeadlineHook:
@@ -189,15 +188,7 @@ def _end_span_on_deadline(otel: Otel) -> DeadlineHook:
     return hook
 
 
-def _with_otel(
-    otel: Otel,
-    recorder: InvocationRecorder,
-    pipeline: LogPipeline,
-    shutdown: Callable[[], None],
-    prepare: Callable[[], None],
-    *,
-    budget_s: float,
-) -> Telemetry:
+def _with_otel(logs_only: Telemetry, otel: Otel, recorder: InvocationRecorder, budget_s: float) -> Telemetry:
     """The span middleware outermost (so the span is current while every record is written), and spans and logs
     flushed concurrently within one budget: the collector's and PostgreSQL's round trips overlap."""
 
@@ -217,15 +208,9 @@ def _with_otel(
         recorder.init_failed(report)
         ticket.wait(max(deadline - time.monotonic(), 0.0))
 
-    return Telemetry(
+    return logs_only._replace(
         middlewares=(otel.middleware, recorder.middleware),
         after_each=after_each,
         init_done=init_done,
         init_failed=init_failed,
-        fatal=recorder.fatal,
-        shutdown=shutdown,
-        pipeline=pipeline,
-        before_snapshot=recorder.before_snapshot,
-        after_restore=recorder.after_restore,
-        prepare=prepare,
     )
