@@ -75,12 +75,7 @@ def make_dispatch(
 
     def core(invocation: Invocation) -> Outcome:
         try:
-            if invocation.malformed_headers:
-                raise LambdaContextUnmarshalError(
-                    f"Unable to parse headers {', '.join(invocation.malformed_headers)} of the invocation"
-                )
-            context = LambdaContext(invocation, config, clock)
-            event = decode(invocation.body, invocation.content_type)
+            event, context = _prepare(invocation, decode, config, clock)
             body, content_type = encode(handler(event, context))
             return Success(body, content_type)
         except SystemExit as exc:
@@ -89,6 +84,18 @@ def make_dispatch(
             return Failure(report_from(exc, invocation.request_id))
 
     return _wrap(core, middlewares)
+
+
+def _prepare(
+    invocation: Invocation, decode: Callable[[bytes, str | None], Any], config: RuntimeConfig, clock: Clock
+) -> tuple[Any, LambdaContext]:
+    """The handler's two arguments; raises the error the invocation then fails with (bad headers, bad event)."""
+    if invocation.malformed_headers:
+        raise LambdaContextUnmarshalError(
+            f"Unable to parse headers {', '.join(invocation.malformed_headers)} of the invocation"
+        )
+    context = LambdaContext(invocation, config, clock)
+    return decode(invocation.body, invocation.content_type), context
 
 
 def _wrap(core: Next, middlewares: Sequence[Middleware]) -> Next:
@@ -107,12 +114,7 @@ def _streaming_core(
 
     def core(invocation: Invocation) -> Outcome:
         try:
-            if invocation.malformed_headers:
-                raise LambdaContextUnmarshalError(
-                    f"Unable to parse headers {', '.join(invocation.malformed_headers)} of the invocation"
-                )
-            context = LambdaContext(invocation, config, clock)
-            event = decode(invocation.body, invocation.content_type)
+            event, context = _prepare(invocation, decode, config, clock)
         except Exception as exc:
             return Failure(report_from(exc, invocation.request_id))
 
