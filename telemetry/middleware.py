@@ -17,7 +17,7 @@ reported on the real stderr. Telemetry errors never reach the handler or the loo
 Built by `telemetry.otel.install_otel` only when something is configured; importing this module imports the SDK.
 A streamed response (`Streamed`) keeps its span open, and current, until the stream ends.
 Imports: opentelemetry-api/sdk, stdlib, `runtime.model`, `runtime.dispatch` and `runtime.streaming` (types),
-`.config`, `.tracing`, `.metrics`, `.redact`.
+`.config`, `.diagnostics`, `.tracing`, `.metrics`, `.redact`.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from runtime.model import ErrorReport, Invocation
 from runtime.streaming import ChunkSink
 from runtime.usercode import USER_CODE, UserCodeGate
 from telemetry.config import TelemetryConfig
+from telemetry.diagnostics import diagnoser, say
 from telemetry.metrics import (
     ERROR,
     SCOPE,
@@ -384,7 +385,7 @@ class Otel:
         """Providers and the export thread; exporters default to the configured ones (built at first export).
         Tests pass in-memory exporters. Nothing global is touched here (see `install_globals`)."""
         out = diagnostics or sys.__stderr__ or sys.stderr
-        diagnose = _diagnoser(out)
+        diagnose = diagnoser(out)
         resource = build_resource(cfg, instance_id=f"{cfg.log_stream_name or uuid.uuid4().hex}:{os.getpid()}")
         spans_factory = span_exporter
         if spans_factory is None and cfg.otel_traces_exporter != "none":
@@ -416,7 +417,7 @@ class Otel:
         the requests instrumentation, enabled when `requests` gets imported."""
         from opentelemetry import metrics
 
-        diagnose = _diagnoser(self._diagnostics)
+        diagnose = diagnoser(self._diagnostics)
         if self.tracer_provider is not None:
             trace.set_tracer_provider(self.tracer_provider)
             install_global_propagator(build_propagator(self.cfg.otel_propagators, diagnose), diagnose)
@@ -666,17 +667,4 @@ class Otel:
         return ok
 
     def _diagnose(self, message: str) -> None:
-        _diagnoser(self._diagnostics)(message)
-
-
-def _diagnoser(out: TextIO) -> Callable[[str], None]:
-    """Our own trouble goes to the real stderr, never into the log pipeline (or, worse, into a span)."""
-
-    def diagnose(message: str) -> None:
-        try:
-            out.write(f"flightrec: {message}\n")
-            out.flush()
-        except (OSError, ValueError):
-            pass
-
-    return diagnose
+        say(self._diagnostics, message)

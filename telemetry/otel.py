@@ -6,7 +6,7 @@ that exports nothing should not pay the SDK's imports at cold start). When somet
 the SDK (`telemetry.middleware`, `.tracing`, `.metrics`); exporter packages load later, at the first export.
 
 A broken OpenTelemetry setup never fails the function: it is reported on stderr and `None` is returned.
-Imports: stdlib, `telemetry.config` (`telemetry.middleware` lazily).
+Imports: stdlib, `telemetry.config`, `telemetry.diagnostics` (`telemetry.middleware` lazily).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 
 from telemetry.config import TelemetryConfig
+from telemetry.diagnostics import say
 
 if TYPE_CHECKING:
     from telemetry.middleware import Otel
@@ -35,10 +36,6 @@ def install_otel(cfg: TelemetryConfig, started_ns: int = 0, *, diagnostics: Text
         otel = Otel.create(cfg, started_ns, diagnostics=out)
         otel.install_globals()
     except Exception as exc:
-        try:
-            out.write(f"flightrec: OpenTelemetry is off, its setup failed: {type(exc).__name__}: {exc}\n")
-            out.flush()
-        except (OSError, ValueError):
-            pass
+        say(out, f"OpenTelemetry is off, its setup failed: {type(exc).__name__}: {exc}")
         return None
     return otel

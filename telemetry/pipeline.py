@@ -15,7 +15,7 @@ Until the renderer is built and every sink has made its imports, the shipper wor
 deadline guard is waiting on it; `prepare` does those imports on the calling thread instead (concurrent mode).
 For SnapStart, `prepare_snapshot` ships and then closes every sink connection on the shipper thread (sinks
 reopen lazily) and `after_restore` re-seeds the record sequence, so restored copies never share record ids.
-Imports: stdlib, `runtime.usercode`, `.records`, `.sink`, `.context`.
+Imports: stdlib, `runtime.usercode`, `.records`, `.sink`, `.context`, `.diagnostics`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import NamedTuple, Protocol, TextIO
 
 from runtime.usercode import USER_CODE, UserCodeGate
 from telemetry.context import LogContext, current
+from telemetry.diagnostics import say
 from telemetry.records import RUNTIME, Rendered
 from telemetry.redact import Redactor
 from telemetry.sink import SinkHandler
@@ -414,9 +415,4 @@ class LogPipeline:
                 )
 
     def _diagnose(self, message: str) -> None:
-        """Our own trouble goes to the real stderr, never back into the pipeline."""
-        try:
-            self._diagnostics.write(f"flightrec: {message}\n")
-            self._diagnostics.flush()
-        except (OSError, ValueError):
-            pass
+        say(self._diagnostics, message)
